@@ -1,0 +1,106 @@
+package component
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/weir-stream/weir/message"
+)
+
+// ErrEndOfInput is returned by Input.Read when a bounded input is exhausted.
+var ErrEndOfInput = errors.New("end of input")
+
+// ErrNotConnected is returned by Write or Read when the connection was lost;
+// the engine reconnects (with backoff) and retries.
+var ErrNotConnected = errors.New("not connected")
+
+// Input produces batches.
+type Input interface {
+	// Connect establishes connections. It is called once before the first
+	// Read, and again (with backoff) after Read returns ErrNotConnected.
+	Connect(ctx context.Context) error
+	// Read blocks until a batch is available, ctx is done, or the input is
+	// exhausted (ErrEndOfInput). The returned AckFunc (which may be nil) is
+	// called once the batch and everything derived from it has been written
+	// by the output, or has failed for good. Read is called from one
+	// goroutine at a time; batches are handed over to the caller.
+	Read(ctx context.Context) (*message.Batch, message.AckFunc, error)
+	// Close releases resources. Read is not called afterwards.
+	Close(ctx context.Context) error
+}
+
+// Processor transforms batches. Each pipeline worker builds its own
+// processor instances, so a processor is used by one goroutine at a time.
+type Processor interface {
+	// Process returns zero or more batches for one input batch. Records that
+	// fail may be returned as a batch with a __meta_error column (see
+	// message.MetaError); the engine routes it to error_output. A non-nil
+	// error fails the whole input batch, which then goes to error_output.
+	Process(ctx context.Context, b *message.Batch) ([]*message.Batch, error)
+	// Close releases resources.
+	Close(ctx context.Context) error
+}
+
+// Flusher is implemented by processors that hold records back (batch,
+// windows). Flush returns what they hold; the engine calls it at end of
+// stream, and every FlushInterval when that is positive.
+type Flusher interface {
+	Flush(ctx context.Context) ([]*message.Batch, error)
+	FlushInterval() time.Duration
+}
+
+// AckHolder is implemented by processors that keep records across input
+// batches: they take over the input batch's acknowledgements (with
+// message.TransferAcks) and attach them to the batch that finally carries
+// those records. For other processors the engine moves the acks itself.
+type AckHolder interface {
+	HoldsAcks()
+}
+
+// Output writes batches.
+type Output interface {
+	// Connect establishes connections; it is called before the first Write
+	// and again (with backoff) after Write returns ErrNotConnected.
+	Connect(ctx context.Context) error
+	// Write writes a batch. It returns nil only once the batch is written as
+	// durably as the output can make it; an error makes the engine retry
+	// the same batch with exponential backoff.
+	Write(ctx context.Context, b *message.Batch) error
+	// Close flushes and releases resources.
+	Close(ctx context.Context) error
+}
+
+// Resources are what a constructor gets besides its config.
+type Resources struct {
+	Logger *slog.Logger
+	// Stream is the stream's label (its index or name), Label the
+	// component's label (kind and type) — both for logs and metrics.
+	Stream string
+	Label  string
+}
+
+// InputConstructor builds an input from its config.
+type InputConstructor func(conf *Config, res Resources) (Input, error)
+
+// ProcessorConstructor builds a processor from its config.
+type ProcessorConstructor func(conf *Config, res Resources) (Processor, error)
+
+// OutputConstructor builds an output from its config.
+type OutputConstructor func(conf *Config, res Resources) (Output, error)
+
+// Progresser is implemented by bounded inputs that know how far they are,
+// for the progress line of a long run: done and total are in bytes (total
+// is 0 when unknown).
+type Progresser interface {
+	Progress() (done, total int64)
+}
+
+// Replayable is implemented by inputs that can resume from a position: the
+// Pos an input put on a batch it returned earlier (possibly in another
+// process: positions are what checkpoints store). Seek is called before
+// Connect; the next batch read is the one after that position.
+type Replayable interface {
+	Seek(pos []byte) error
+}
