@@ -1,0 +1,295 @@
+// Package kafka provides the kafka input and output, built on franz-go
+// (github.com/twmb/franz-go/pkg/kgo).
+//
+// Input (input_kafka.go), at-least-once:
+//   - A record counts as done only once the batch that carried it, and every
+//     batch read before that batch, has been acknowledged. With a consumer
+//     group the input commits exactly that acknowledged prefix (marked
+//     offsets, committed every commit_period, when partitions are revoked,
+//     and synchronously in Close); without one it keeps the prefix in memory.
+//   - A negative acknowledgement (an AckFunc called with an error) stops the
+//     prefix at that batch, and the next Read returns ErrNotConnected: the
+//     engine calls Connect, which closes the client and starts a new one at
+//     the acknowledged prefix, so the failed batch and everything read after
+//     it are delivered again.
+//   - Every batch carries a position (Batch.Pos): a JSON object of the next
+//     offset of every partition read so far, topic -> partition -> offset
+//     ({"orders":{"0":42,"1":17}}). Seek(pos) before Connect resumes exactly
+//     there. Without a group the input assigns every partition of its topics
+//     itself and resolves the starting offsets to numbers at Connect, so the
+//     position names every partition and a resume neither skips nor repeats.
+//
+// Output (output_kafka.go): one Produce per row, Write returns once Kafka has
+// acknowledged every record of the batch (or the first error). The produce
+// logic lives in a single method so a transactional producer (exactly_once,
+// two-phase commit at checkpoints) can wrap it.
+package kafka
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/weir-stream/weir/component"
+)
+
+// Fields shared by the input and the output.
+const (
+	fieldBrokers  = "brokers"
+	fieldClientID = "client_id"
+	fieldTLS      = "tls"
+	fieldSASL     = "sasl"
+
+	fieldTLSEnabled    = "enabled"
+	fieldTLSSkipVerify = "skip_verify"
+	fieldTLSCAFile     = "ca_file"
+	fieldTLSCertFile   = "cert_file"
+	fieldTLSKeyFile    = "key_file"
+
+	fieldSASLMechanism = "mechanism"
+	fieldSASLUsername  = "username"
+	fieldSASLPassword  = "password"
+)
+
+// SASL mechanisms.
+const (
+	saslNone        = "none"
+	saslPlain       = "PLAIN"
+	saslScramSHA256 = "SCRAM-SHA-256"
+	saslScramSHA512 = "SCRAM-SHA-512"
+)
+
+const defaultClientID = "weir"
+
+// materialize is the default of an object field that exists, with its
+// fields' defaults, even when absent from the file.
+var materialize = map[string]any{}
+
+func brokersField() component.Field {
+	return component.Field{Name: fieldBrokers, Type: component.TypeList, Elem: component.TypeString, Required: true,
+		Description: "seed brokers, host:port"}
+}
+
+func clientIDField() component.Field {
+	return component.Field{Name: fieldClientID, Type: component.TypeString, Default: defaultClientID, Advanced: true,
+		Description: "client id sent to the brokers (shows in their logs and quotas)"}
+}
+
+func tlsField() component.Field {
+	return component.Field{
+		Name: fieldTLS, Type: component.TypeObject, Default: materialize,
+		Description: "TLS to the brokers",
+		Fields: []component.Field{
+			{Name: fieldTLSEnabled, Type: component.TypeBool, Default: false,
+				Description: "connect with TLS"},
+			{Name: fieldTLSSkipVerify, Type: component.TypeBool, Default: false,
+				Description: "do not verify the brokers' certificates (testing only)"},
+			{Name: fieldTLSCAFile, Type: component.TypeString,
+				Description: "PEM file of the CA certificates that sign the brokers' certificates; empty: the system roots"},
+			{Name: fieldTLSCertFile, Type: component.TypeString,
+				Description: "PEM client certificate (mutual TLS); set with key_file"},
+			{Name: fieldTLSKeyFile, Type: component.TypeString,
+				Description: "PEM private key of cert_file"},
+		},
+	}
+}
+
+func saslField() component.Field {
+	return component.Field{
+		Name: fieldSASL, Type: component.TypeObject, Default: materialize,
+		Description: "SASL authentication",
+		Fields: []component.Field{
+			{Name: fieldSASLMechanism, Type: component.TypeString, Default: saslNone,
+				Options:     []string{saslNone, saslPlain, saslScramSHA256, saslScramSHA512},
+				Description: "SASL mechanism; none disables SASL"},
+			{Name: fieldSASLUsername, Type: component.TypeString,
+				Description: "user name; required unless mechanism is none"},
+			{Name: fieldSASLPassword, Type: component.TypeString,
+				Description: "password"},
+		},
+	}
+}
+
+// clientConf is the configuration both the input and the output pass to
+// kgo: brokers, client id, TLS and SASL.
+type clientConf struct {
+	brokers  []string
+	clientID string
+
+	tls           bool
+	tlsSkipVerify bool
+	tlsCAFile     string
+	tlsCertFile   string
+	tlsKeyFile    string
+
+	saslMechanism string
+	saslUser      string
+	saslPass      string
+}
+
+// parseClientConf reads and checks the shared fields; it does no I/O (the
+// TLS files are read in Connect).
+func parseClientConf(conf *component.Config) (clientConf, error) {
+	c := clientConf{brokers: conf.StringList(fieldBrokers), clientID: conf.String(fieldClientID)}
+	if c.clientID == "" {
+		c.clientID = defaultClientID
+	}
+	if len(c.brokers) == 0 {
+		return c, conf.Errorf(fieldBrokers, "at least one broker is required")
+	}
+	for _, b := range c.brokers {
+		if strings.TrimSpace(b) == "" {
+			return c, conf.Errorf(fieldBrokers, "empty broker address")
+		}
+	}
+	if t := conf.Object(fieldTLS); t != nil {
+		c.tls = t.Bool(fieldTLSEnabled)
+		c.tlsSkipVerify = t.Bool(fieldTLSSkipVerify)
+		c.tlsCAFile = t.String(fieldTLSCAFile)
+		c.tlsCertFile = t.String(fieldTLSCertFile)
+		c.tlsKeyFile = t.String(fieldTLSKeyFile)
+		if (c.tlsCertFile == "") != (c.tlsKeyFile == "") {
+			return c, t.Errorf(fieldTLSCertFile, "cert_file and key_file must be set together")
+		}
+		if !c.tls && (c.tlsSkipVerify || c.tlsCAFile != "" || c.tlsCertFile != "") {
+			return c, t.Errorf(fieldTLSEnabled, "TLS settings are given but enabled is false")
+		}
+	}
+	c.saslMechanism = saslNone
+	if s := conf.Object(fieldSASL); s != nil {
+		if m := s.String(fieldSASLMechanism); m != "" {
+			c.saslMechanism = m
+		}
+		c.saslUser = s.String(fieldSASLUsername)
+		c.saslPass = s.String(fieldSASLPassword)
+		switch c.saslMechanism {
+		case saslNone:
+		case saslPlain, saslScramSHA256, saslScramSHA512:
+			if c.saslUser == "" {
+				return c, s.Errorf(fieldSASLUsername, "required with mechanism %s", c.saslMechanism)
+			}
+		default:
+			return c, s.Errorf(fieldSASLMechanism, "unknown mechanism %q (want none, PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512)", c.saslMechanism)
+		}
+	}
+	return c, nil
+}
+
+// brokerList names the brokers in errors.
+func (c *clientConf) brokerList() string { return strings.Join(c.brokers, ",") }
+
+// opts returns the kgo options for brokers, client id, TLS, SASL and logs.
+// It reads the TLS files.
+func (c *clientConf) opts(log *slog.Logger) ([]kgo.Opt, error) {
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(c.brokers...),
+		kgo.ClientID(c.clientID),
+		kgo.WithLogger(kgoLogger{log}),
+	}
+	if c.tls {
+		tc, err := c.tlsConfig()
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, kgo.DialTLSConfig(tc))
+	}
+	if m := c.saslMech(); m != nil {
+		opts = append(opts, kgo.SASL(m))
+	}
+	return opts, nil
+}
+
+func (c *clientConf) tlsConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: c.tlsSkipVerify}
+	if c.tlsCAFile != "" {
+		pem, err := os.ReadFile(c.tlsCAFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls ca_file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("tls ca_file %s: no PEM certificate found", c.tlsCAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if c.tlsCertFile != "" {
+		cert, err := tls.LoadX509KeyPair(c.tlsCertFile, c.tlsKeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("tls cert_file/key_file: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}
+
+func (c *clientConf) saslMech() sasl.Mechanism {
+	switch c.saslMechanism {
+	case saslPlain:
+		return plain.Auth{User: c.saslUser, Pass: c.saslPass}.AsMechanism()
+	case saslScramSHA256:
+		return scram.Auth{User: c.saslUser, Pass: c.saslPass}.AsSha256Mechanism()
+	case saslScramSHA512:
+		return scram.Auth{User: c.saslUser, Pass: c.saslPass}.AsSha512Mechanism()
+	}
+	return nil
+}
+
+// newClient creates a kgo client whose requests are all aborted when the
+// returned cancel is called (kgo.WithContext), so that Close can be bounded
+// by a context even when the brokers do not answer.
+func newClient(opts []kgo.Opt) (*kgo.Client, context.CancelFunc, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cl, err := kgo.NewClient(append(opts, kgo.WithContext(ctx))...)
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return cl, cancel, nil
+}
+
+// closeClient closes cl; if ctx ends first, cancel aborts what cl still
+// waits for (leaving the group, flushing), so this returns soon after.
+func closeClient(ctx context.Context, cl *kgo.Client, cancel context.CancelFunc) {
+	stop := context.AfterFunc(ctx, cancel)
+	cl.Close()
+	stop()
+	cancel()
+}
+
+// kgoLogger passes franz-go's log lines to slog: its warnings and errors
+// always, its info lines as debug when debug is enabled.
+type kgoLogger struct{ l *slog.Logger }
+
+func (k kgoLogger) Level() kgo.LogLevel {
+	if k.l.Enabled(context.Background(), slog.LevelDebug) {
+		return kgo.LogLevelInfo
+	}
+	return kgo.LogLevelWarn
+}
+
+func (k kgoLogger) Log(level kgo.LogLevel, msg string, keyvals ...any) {
+	l := slog.LevelDebug
+	switch level {
+	case kgo.LogLevelError:
+		l = slog.LevelError
+	case kgo.LogLevelWarn:
+		l = slog.LevelWarn
+	}
+	k.l.Log(context.Background(), l, "kafka client: "+msg, keyvals...)
+}
+
+func loggerOf(res component.Resources) *slog.Logger {
+	if res.Logger != nil {
+		return res.Logger
+	}
+	return slog.New(slog.DiscardHandler)
+}

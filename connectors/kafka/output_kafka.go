@@ -1,0 +1,357 @@
+package kafka
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/weir-stream/weir/component"
+	"github.com/weir-stream/weir/internal/rowexpr"
+	"github.com/weir-stream/weir/message"
+)
+
+// Fields of the kafka output.
+const (
+	outFieldTopic         = "topic"
+	outFieldKey           = "key"
+	outFieldCompression   = "compression"
+	outFieldAcks          = "acks"
+	outFieldMaxInFlight   = "max_in_flight"
+	outFieldBatchMaxBytes = "batch_max_bytes"
+	outFieldExactlyOnce   = "exactly_once"
+	outFieldTxnTimeout    = "transactional_timeout"
+)
+
+// Compression codecs.
+const (
+	compressionNone   = "none"
+	compressionGzip   = "gzip"
+	compressionSnappy = "snappy"
+	compressionLZ4    = "lz4"
+	compressionZstd   = "zstd"
+)
+
+// Acks settings.
+const (
+	acksAll    = "all"
+	acksLeader = "leader"
+	acksNone   = "none"
+)
+
+// defaultBatchMaxBytes is Kafka's default max.message.bytes.
+const defaultBatchMaxBytes = 1000012
+
+func outputSpec() component.Spec {
+	return component.Spec{
+		Name: "kafka",
+		Summary: "Kafka producer (franz-go): one record per row (payload from __value__, else a JSON object of the " +
+			"row), key from an expression or the __meta_key column. Write returns once every record is acknowledged.",
+		Delivery: component.DeliveryExactlyOnce,
+		Fields: []component.Field{
+			brokersField(),
+			{Name: outFieldTopic, Type: component.TypeString, Required: true,
+				Description: "topic to write to"},
+			{Name: outFieldKey, Type: component.TypeExpr,
+				Description: "expression giving each record's key from its row (e.g. user_id); null means no key; " +
+					"empty: the __meta_key column when the batch has one"},
+			clientIDField(),
+			{Name: outFieldCompression, Type: component.TypeString, Default: compressionNone,
+				Options:     []string{compressionNone, compressionGzip, compressionSnappy, compressionLZ4, compressionZstd},
+				Description: "compression of record batches"},
+			{Name: outFieldAcks, Type: component.TypeString, Default: acksAll,
+				Options: []string{acksAll, acksLeader, acksNone},
+				Description: "acknowledgement a write waits for: all in-sync replicas (idempotent, no duplicates from retries), " +
+					"the leader only, or none (leader and none turn idempotency off)"},
+			{Name: outFieldMaxInFlight, Type: component.TypeInt, Default: int64(1), Advanced: true,
+				Description: "produce requests in flight per broker with acks leader or none (more is faster but may reorder on retries); " +
+					"with acks all idempotency allows up to 5 and keeps order"},
+			{Name: outFieldBatchMaxBytes, Type: component.TypeInt, Default: int64(defaultBatchMaxBytes), Advanced: true,
+				Description: "largest record batch sent to one partition (must not exceed the topic's max.message.bytes)"},
+			{Name: outFieldExactlyOnce, Type: component.TypeBool, Default: false,
+				Description: "write in Kafka transactions committed at checkpoints (two-phase commit); not supported yet"},
+			{Name: outFieldTxnTimeout, Type: component.TypeDuration, Default: 60 * time.Second, Advanced: true,
+				Description: "exactly_once: how long the broker keeps a transaction open before aborting it (must exceed the checkpoint interval)"},
+			tlsField(),
+			saslField(),
+		},
+		Example: `output:
+  type: kafka
+  brokers: [localhost:9092]
+  topic: enriched-orders
+  key: customer_id
+  compression: zstd
+`,
+	}
+}
+
+func init() {
+	component.RegisterOutput(outputSpec(), newOutput)
+}
+
+type output struct {
+	log           *slog.Logger
+	client        clientConf
+	topic         string
+	compression   kgo.CompressionCodec
+	acks          string
+	maxInFlight   int
+	batchMaxBytes int32
+
+	// buildMu serializes building records: the key program and the row
+	// encoder are not safe for concurrent use.
+	buildMu sync.Mutex
+	key     *rowexpr.Program // nil: the __meta_key column, if any
+	enc     message.RowEncoder
+
+	mu     sync.Mutex // guards cl and cancel
+	cl     *kgo.Client
+	cancel context.CancelFunc
+}
+
+func newOutput(conf *component.Config, res component.Resources) (component.Output, error) {
+	cc, err := parseClientConf(conf)
+	if err != nil {
+		return nil, err
+	}
+	o := &output{
+		log:           loggerOf(res),
+		client:        cc,
+		topic:         conf.String(outFieldTopic),
+		acks:          conf.String(outFieldAcks),
+		maxInFlight:   conf.Int(outFieldMaxInFlight),
+		batchMaxBytes: defaultBatchMaxBytes,
+	}
+	if o.topic == "" {
+		return nil, conf.Errorf(outFieldTopic, "a topic is required")
+	}
+	if conf.Bool(outFieldExactlyOnce) {
+		return nil, conf.Errorf(outFieldExactlyOnce, "not supported yet")
+	}
+	if src := conf.String(outFieldKey); src != "" {
+		p, err := rowexpr.Compile(src)
+		if err != nil {
+			return nil, conf.Errorf(outFieldKey, "invalid expression: %v", err)
+		}
+		o.key = p
+	}
+	switch c := conf.String(outFieldCompression); c {
+	case compressionNone, "":
+		o.compression = kgo.NoCompression()
+	case compressionGzip:
+		o.compression = kgo.GzipCompression()
+	case compressionSnappy:
+		o.compression = kgo.SnappyCompression()
+	case compressionLZ4:
+		o.compression = kgo.Lz4Compression()
+	case compressionZstd:
+		o.compression = kgo.ZstdCompression()
+	default:
+		return nil, conf.Errorf(outFieldCompression, "unknown compression %q", c)
+	}
+	switch o.acks {
+	case "":
+		o.acks = acksAll
+	case acksAll, acksLeader, acksNone:
+	default:
+		return nil, conf.Errorf(outFieldAcks, "unknown acks %q (want all, leader or none)", o.acks)
+	}
+	if o.maxInFlight == 0 {
+		o.maxInFlight = 1
+	}
+	if o.maxInFlight < 1 {
+		return nil, conf.Errorf(outFieldMaxInFlight, "must be at least 1, got %d", o.maxInFlight)
+	}
+	if conf.Has(outFieldBatchMaxBytes) {
+		n := conf.Int(outFieldBatchMaxBytes)
+		if n < 1024 || n > 1<<30 {
+			return nil, conf.Errorf(outFieldBatchMaxBytes, "must be between 1024 and 1073741824, got %d", n)
+		}
+		o.batchMaxBytes = int32(n)
+	}
+	return o, nil
+}
+
+// Connect creates the producer and checks that a broker answers.
+func (o *output) Connect(ctx context.Context) error {
+	opts, err := o.client.opts(o.log)
+	if err != nil {
+		return fmt.Errorf("kafka output: %w", err)
+	}
+	opts = append(opts,
+		kgo.ProducerBatchCompression(o.compression),
+		kgo.ProducerBatchMaxBytes(o.batchMaxBytes),
+		// Write waits for its records: lingering would only delay the
+		// last partial batch of every Write.
+		kgo.ProducerLinger(0),
+	)
+	switch o.acks {
+	case acksAll:
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	case acksLeader:
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
+			kgo.MaxProduceRequestsInflightPerBroker(o.maxInFlight))
+	case acksNone:
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite(),
+			kgo.MaxProduceRequestsInflightPerBroker(o.maxInFlight))
+	}
+	cl, cancel, err := newClient(opts)
+	if err != nil {
+		return fmt.Errorf("kafka output: invalid client options: %w", err)
+	}
+	if err := cl.Ping(ctx); err != nil {
+		closeClient(ctx, cl, cancel)
+		return fmt.Errorf("kafka output: connect to brokers %s: %w", o.client.brokerList(), err)
+	}
+	o.mu.Lock()
+	oldCl, oldCancel := o.cl, o.cancel
+	o.cl, o.cancel = cl, cancel
+	o.mu.Unlock()
+	if oldCl != nil {
+		closeClient(ctx, oldCl, oldCancel)
+	}
+	return nil
+}
+
+// Write produces every row of b and returns once Kafka has acknowledged all
+// of them, or with the first error. When ctx ends first it returns ctx's
+// error; records already sent may still be written (at-least-once: the
+// engine writes the batch again).
+func (o *output) Write(ctx context.Context, b *message.Batch) error {
+	o.mu.Lock()
+	cl := o.cl
+	o.mu.Unlock()
+	if cl == nil {
+		return fmt.Errorf("kafka output: %w", component.ErrNotConnected)
+	}
+	recs, err := o.records(b)
+	if err != nil {
+		return fmt.Errorf("kafka output: topic %s: %w", o.topic, err)
+	}
+	return o.produce(ctx, cl, recs)
+}
+
+// records builds one record per row. Payloads and keys are copied into one
+// buffer per batch: the encoder reuses its buffer, and kgo may hold records
+// after Write returns (see Write).
+func (o *output) records(b *message.Batch) ([]*kgo.Record, error) {
+	n := b.NumRows()
+	if n == 0 {
+		return nil, nil
+	}
+	o.buildMu.Lock()
+	defer o.buildMu.Unlock()
+
+	var metaKey *message.BinaryColumn
+	if o.key == nil {
+		if c := b.Column(message.MetaKey); c != nil {
+			metaKey = message.AsBinary(c)
+		}
+	}
+	size := 64 * n
+	if v := b.Values(); v != nil {
+		size = v.TotalBytes() + 16*n
+	}
+	buf := make([]byte, 0, size)
+	// Growing buf leaves earlier records pointing into the old array,
+	// which stays valid: nothing writes to it again.
+	slab := make([]kgo.Record, n)
+	recs := make([]*kgo.Record, n)
+	err := o.enc.Rows(b, func(row int, payload []byte) error {
+		r := &slab[row]
+		r.Topic = o.topic
+		start := len(buf)
+		buf = append(buf, payload...)
+		r.Value = buf[start:len(buf):len(buf)]
+		switch {
+		case o.key != nil:
+			v, err := o.key.Eval(b, row)
+			if err != nil {
+				return fmt.Errorf("key expression, row %d: %w", row, err)
+			}
+			start = len(buf)
+			switch k := v.(type) {
+			case nil:
+				r.Key = nil
+			case []byte:
+				buf = append(buf, k...)
+				r.Key = buf[start:len(buf):len(buf)]
+			default:
+				buf = rowexpr.AppendText(buf, k)
+				r.Key = buf[start:len(buf):len(buf)]
+			}
+		case metaKey != nil && !metaKey.IsNull(row):
+			start = len(buf)
+			buf = append(buf, metaKey.Bytes(row)...)
+			r.Key = buf[start:len(buf):len(buf)]
+		}
+		recs[row] = r
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return recs, nil
+}
+
+// produce sends recs and waits until every one is acknowledged, returning
+// the first error. It is the one place records reach Kafka: a transactional
+// producer (exactly_once) runs it inside the open transaction.
+func (o *output) produce(ctx context.Context, cl *kgo.Client, recs []*kgo.Record) error {
+	if len(recs) == 0 {
+		return nil
+	}
+	w := &produceWait{left: int64(len(recs)), done: make(chan struct{})}
+	promise := w.promise // one closure per Write, not per record
+	for _, r := range recs {
+		cl.Produce(ctx, r, promise)
+	}
+	select {
+	case <-w.done:
+	case <-ctx.Done():
+		return fmt.Errorf("kafka output: produce to %s at %s: %w", o.topic, o.client.brokerList(), ctx.Err())
+	}
+	if err := w.err.Load(); err != nil {
+		return fmt.Errorf("kafka output: produce to %s at %s: %w", o.topic, o.client.brokerList(), *err)
+	}
+	return nil
+}
+
+// produceWait collects the results of one Write's records.
+type produceWait struct {
+	left int64
+	err  atomic.Pointer[error] // the first error
+	done chan struct{}         // closed when every record has a result
+}
+
+func (w *produceWait) promise(_ *kgo.Record, err error) {
+	if err != nil {
+		first := err // only a failing record allocates
+		w.err.CompareAndSwap(nil, &first)
+	}
+	if atomic.AddInt64(&w.left, -1) == 0 {
+		close(w.done)
+	}
+}
+
+// Close flushes buffered records and closes the producer; ctx bounds how
+// long it waits for the brokers.
+func (o *output) Close(ctx context.Context) error {
+	o.mu.Lock()
+	cl, cancel := o.cl, o.cancel
+	o.cl, o.cancel = nil, nil
+	o.mu.Unlock()
+	if cl == nil {
+		return nil
+	}
+	var err error
+	if ferr := cl.Flush(ctx); ferr != nil {
+		err = fmt.Errorf("kafka output: flush to %s at %s: %w", o.topic, o.client.brokerList(), ferr)
+	}
+	closeClient(ctx, cl, cancel)
+	return err
+}
