@@ -3,10 +3,12 @@ package component
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
 	"github.com/weir-stream/weir/message"
+	"github.com/weir-stream/weir/state/kv"
 )
 
 // ErrEndOfInput is returned by Input.Read when a bounded input is exhausted.
@@ -44,8 +46,11 @@ type Processor interface {
 }
 
 // Flusher is implemented by processors that hold records back (batch,
-// windows). Flush returns what they hold; the engine calls it at end of
-// stream, and every FlushInterval when that is positive.
+// windows). Flush returns what they hold. The engine calls it at end of
+// stream; for stateless processors also at every checkpoint barrier (so
+// nothing buffered escapes a checkpoint) and every FlushInterval when that
+// is positive. Stateful processors keep what they hold in their state
+// across checkpoints and are flushed only at end of stream.
 type Flusher interface {
 	Flush(ctx context.Context) ([]*message.Batch, error)
 	FlushInterval() time.Duration
@@ -79,6 +84,39 @@ type Resources struct {
 	// component's label (kind and type) — both for logs and metrics.
 	Stream string
 	Label  string
+	// State is the keyed-state backend of this processor instance. The
+	// engine sets it for processors whose spec is Stateful; it holds the
+	// key groups KeyGroups of MaxKeyGroups. The processor is its owner.
+	State        kv.Backend
+	KeyGroups    kv.KeyGroupRange
+	MaxKeyGroups int
+}
+
+// Keyed is implemented by stateful processors (Spec.Stateful). The engine
+// partitions their input by key group so that every row reaches the worker
+// that owns its key's state; rows of one key keep their order.
+type Keyed interface {
+	// Keys calls fn with the key of every row of b, in row order. The key
+	// bytes are only valid during the call. A row whose key cannot be
+	// computed is reported with a nil key; it goes to the first worker,
+	// whose Process reports it as failed.
+	Keys(b *message.Batch, fn func(row int, key []byte)) error
+}
+
+// BarrierListener is implemented by stateful processors that emit at
+// checkpoints (aggregate with emit: on_checkpoint). OnBarrier is called when
+// the barrier of checkpoint id reaches the processor, before its state is
+// snapshotted; what it returns is emitted ahead of the barrier.
+type BarrierListener interface {
+	OnBarrier(ctx context.Context, id uint64) ([]*message.Batch, error)
+}
+
+// Ticker is implemented by stateful processors that act on processing
+// time (processing-time windows, TTL cleanup): OnTick is called about every
+// TickInterval with the current time, in order with the data.
+type Ticker interface {
+	OnTick(ctx context.Context, now time.Time) ([]*message.Batch, error)
+	TickInterval() time.Duration
 }
 
 // InputConstructor builds an input from its config.
@@ -103,4 +141,28 @@ type Progresser interface {
 // Connect; the next batch read is the one after that position.
 type Replayable interface {
 	Seek(pos []byte) error
+}
+
+// ErrPermanent marks a write error that retrying cannot fix (an HTTP 400,
+// a record too large for the broker). The engine sends such a batch to
+// error_output when the stream has one; without one it keeps retrying,
+// because a batch is never dropped silently.
+var ErrPermanent = errors.New("permanent error")
+
+// Permanent wraps err so that IsPermanent reports true.
+func Permanent(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrPermanent, err)
+}
+
+// IsPermanent reports whether err is permanent: it wraps ErrPermanent, or
+// an error in its chain has a Retryable method that returns false.
+func IsPermanent(err error) bool {
+	if errors.Is(err, ErrPermanent) {
+		return true
+	}
+	var r interface{ Retryable() bool }
+	return errors.As(err, &r) && !r.Retryable()
 }

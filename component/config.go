@@ -152,8 +152,13 @@ func (e *FieldError) Error() string {
 	if e.Line > 0 {
 		loc = fmt.Sprintf("%s:%d", e.File, e.Line)
 	}
-	if loc == "" {
+	switch {
+	case loc == "" && e.Path == "":
+		return e.Msg
+	case loc == "":
 		return fmt.Sprintf("%s: %s", e.Path, e.Msg)
+	case e.Path == "":
+		return fmt.Sprintf("%s: %s", loc, e.Msg)
 	}
 	return fmt.Sprintf("%s: %s: %s", loc, e.Path, e.Msg)
 }

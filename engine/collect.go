@@ -41,8 +41,7 @@ func (s *Stream) collectLoop(ctx context.Context, outs []chan *unit, sink chan<-
 				if v.kind != u.kind {
 					panic("engine: workers delivered control events out of order")
 				}
-				u.batches = append(u.batches, v.batches...)
-				u.acks = append(u.acks, v.acks...)
+				u.merge(v)
 			}
 			if u.kind == message.KindBarrier {
 				align.Observe(time.Since(t0).Seconds())

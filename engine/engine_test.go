@@ -280,8 +280,11 @@ func TestBackpressureBlockedOutputStopsInput(t *testing.T) {
 		}
 		time.Sleep(2 * time.Millisecond)
 	}
-	// reader(1) + source hand-off + per-worker in/out queues + sink queue + the batch being written.
-	if bound := int64(1 + 1 + 3*(2+2+1) + 2 + 2 + 1); last > bound {
+	// Every stage holds at most its channel's capacity plus the unit in its
+	// hands: reader (1) + read channel (1) + source (1) + source channel (2)
+	// + dispatcher (1) + 3 workers × (in 2 + out 2 + 1) + collector (1) +
+	// sink channel (2) + the batch being written (1).
+	if bound := int64(1 + 1 + 1 + 2 + 1 + 3*(2+2+1) + 1 + 2 + 1); last > bound {
 		t.Fatalf("input read %d batches while the output was blocked; bound %d", last, bound)
 	}
 	if in.acked.Load() != 0 {
@@ -515,5 +518,41 @@ func TestShutdownTimeoutWhenOutputHangs(t *testing.T) {
 	}
 	if in.acked.Load() != 0 || in.nacked.Load() == 0 {
 		t.Fatalf("acked %d nacked %d: unwritten batches must be nacked", in.acked.Load(), in.nacked.Load())
+	}
+}
+
+// permanentOutput rejects batches that contain "bad".
+type permanentOutput struct{ memOutput }
+
+func (o *permanentOutput) Write(ctx context.Context, b *message.Batch) error {
+	v := b.Values()
+	for i := 0; i < v.Len(); i++ {
+		if v.String(i) == "3" {
+			o.mu.Lock()
+			o.writes++
+			o.mu.Unlock()
+			return component.Permanent(errors.New("record 3 is not acceptable"))
+		}
+	}
+	return o.memOutput.Write(ctx, b)
+}
+
+func TestPermanentWriteErrorGoesToErrorOutput(t *testing.T) {
+	in := &sliceInput{total: 10, batch: 2}
+	out := &permanentOutput{}
+	errOut := &memOutput{}
+	sc := stream(in, out, 1)
+	sc.ErrorOutput = compConf("engine_test_out", errOut)
+	if err := runStream(t, context.Background(), sc, engine.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := errOut.snapshot(); len(got) != 2 || got[0] != "2" || got[1] != "3" {
+		t.Fatalf("error output = %v, want the rejected batch [2 3]", got)
+	}
+	if !strings.Contains(errOut.errs[0], "record 3 is not acceptable") {
+		t.Fatalf("error text = %q", errOut.errs[0])
+	}
+	if len(out.snapshot()) != 8 || in.acked.Load() != 10 || out.writes != 5 {
+		t.Fatalf("out %d rows, acked %d, writes %d", len(out.snapshot()), in.acked.Load(), out.writes)
 	}
 }

@@ -18,6 +18,9 @@ type sink struct {
 	label     string
 	m         *metrics.Component
 	connected bool
+	// failFast makes write return permanent errors instead of retrying
+	// them (set on the output when the stream has an error_output).
+	failFast bool
 }
 
 func newSink(cfg *component.Config, role string, s *Stream, res func(kind, typ string) component.Resources) (*sink, error) {
@@ -70,6 +73,10 @@ func (k *sink) write(ctx context.Context, b *message.Batch) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if k.failFast && component.IsPermanent(err) {
+			k.m.Errors.Inc()
+			return err
+		}
 		if errors.Is(err, component.ErrNotConnected) {
 			k.connected = false
 			k.m.Connected.Set(0)
@@ -120,6 +127,14 @@ func (s *Stream) sinkLoop(ctx context.Context, in <-chan *unit) error {
 		if err := message.AckAll(ctx, u.acks, nil); err != nil {
 			s.log.Warn("input acknowledgement failed", "error", err)
 		}
+		if u.kind == message.KindBarrier || (u.kind == message.KindEndOfStream && u.ctrl.CheckpointID != 0) {
+			b := &Barrier{ID: u.ctrl.CheckpointID, Position: u.pos, Snapshots: u.snaps, Err: u.err}
+			if s.opts.OnBarrier != nil {
+				s.opts.OnBarrier(ctx, s, b)
+			} else {
+				b.Release()
+			}
+		}
 		if u.kind == message.KindEndOfStream {
 			return nil
 		}
@@ -134,7 +149,14 @@ func (s *Stream) deliver(ctx context.Context, b *message.Batch) error {
 		return nil
 	}
 	if !b.IsError() {
-		return s.out.write(ctx, b)
+		err := s.out.write(ctx, b)
+		if err == nil || ctx.Err() != nil || s.errOut == nil {
+			return err
+		}
+		// A permanent write error: the records go to error_output.
+		s.log.Error("output rejected records permanently; sending them to error_output", "records", n, "error", err)
+		eb := failBatch(b, s.out.label+": "+err.Error())
+		return s.errOut.write(ctx, eb)
 	}
 	if s.errOut != nil {
 		return s.errOut.write(ctx, b)

@@ -11,7 +11,7 @@ import (
 
 // readLoop connects the input and reads batches into out until the input
 // ends (out is closed) or ctx is cancelled (a graceful stop).
-func (s *Stream) readLoop(ctx, hard context.Context, out chan<- *unit) {
+func (s *Stream) readLoop(ctx context.Context, out chan<- *unit) {
 	defer close(out)
 	if !s.connectInput(ctx) {
 		return
@@ -97,32 +97,20 @@ func (s *Stream) connectInput(ctx context.Context) bool {
 	}
 }
 
-// sourceLoop turns what the reader read into the stream of units, adds
-// control events, and dispatches them to the workers: data round robin,
-// control events to every worker.
-func (s *Stream) sourceLoop(ctx, hard context.Context, in <-chan *unit, workers []chan *unit) {
-	next := 0
+// sourceLoop turns what the reader read into the stream of units and adds
+// control events: checkpoint barriers (with the position of the last batch
+// sent before them), flush ticks, and the end of stream.
+func (s *Stream) sourceLoop(ctx, hard context.Context, in <-chan *unit, out chan<- *unit) {
 	send := func(u *unit) bool {
-		if !u.isControl() {
-			select {
-			case workers[next] <- u:
-			case <-hard.Done():
-				nackUnit(u)
-				return false
-			}
-			next = (next + 1) % len(workers)
+		select {
+		case out <- u:
 			return true
+		case <-hard.Done():
+			nackUnit(u)
+			return false
 		}
-		for _, w := range workers {
-			select {
-			case w <- &unit{kind: u.kind, ctrl: u.ctrl}:
-			case <-hard.Done():
-				return false
-			}
-		}
-		return true
 	}
-
+	var pos []byte
 	var tick <-chan time.Time
 	if s.flushInt > 0 {
 		t := time.NewTicker(s.flushInt)
@@ -130,14 +118,31 @@ func (s *Stream) sourceLoop(ctx, hard context.Context, in <-chan *unit, workers 
 		tick = t.C
 	}
 	stopped := ctx.Done()
+	barriers := s.barriers
+	stopping := false
 	for {
 		select {
 		case u, ok := <-in:
 			if !ok {
-				send(&unit{kind: message.KindEndOfStream, ctrl: message.EndOfStream()})
+				// The input ended (drain everything) or the stream was
+				// stopped (stateful processors keep their state in the
+				// final checkpoint when there is one).
+				eos := message.EndOfStream()
+				eos.Drain = !stopping || s.opts.FinalCheckpoint == nil
+				if s.opts.FinalCheckpoint != nil {
+					eos.CheckpointID = s.opts.FinalCheckpoint(s)
+				}
+				send(&unit{kind: message.KindEndOfStream, ctrl: eos, pos: pos})
 				return
 			}
+			if p := u.batches[0].Pos; p != nil {
+				pos = p
+			}
 			if !send(u) {
+				return
+			}
+		case id := <-barriers:
+			if !send(&unit{kind: message.KindBarrier, ctrl: message.Barrier(id), pos: pos}) {
 				return
 			}
 		case <-tick:
@@ -146,9 +151,10 @@ func (s *Stream) sourceLoop(ctx, hard context.Context, in <-chan *unit, workers 
 			}
 		case <-stopped:
 			// Graceful stop: the reader stops too (same ctx) and nacks
-			// what it holds; drain its channel so it is not left blocked.
-			stopped = nil
-			tick = nil
+			// what it holds; keep draining its channel until it closes.
+			// No new checkpoint starts while draining.
+			stopped, tick, barriers = nil, nil, nil
+			stopping = true
 		case <-hard.Done():
 			return
 		}

@@ -14,7 +14,14 @@ import (
 	"github.com/weir-stream/weir/internal/backoff"
 	"github.com/weir-stream/weir/message"
 	"github.com/weir-stream/weir/metrics"
+	"github.com/weir-stream/weir/state/kv"
+	"github.com/weir-stream/weir/state/memory"
 )
+
+// BackendFactory creates the keyed-state backend of one stateful processor
+// instance: operator names the processor in the stream, cfg says which key
+// groups it holds.
+type BackendFactory func(stream, operator string, worker int, cfg kv.Config) (kv.Backend, error)
 
 // Options tune how streams run. The zero value is valid: see EnsureDefaults.
 type Options struct {
@@ -27,6 +34,18 @@ type Options struct {
 	// Retry is the backoff of output writes and input/output reconnects
 	// (default backoff.Default: 100ms doubling to 10s, jittered).
 	Retry backoff.Policy
+	// MaxKeyGroups partitions keyed state (default 128).
+	MaxKeyGroups int
+	// NewBackend creates keyed-state backends (default: memory).
+	NewBackend BackendFactory
+	// OnBarrier is called by the sink goroutine when checkpoint barrier b
+	// has passed the whole stream. It owns b's snapshots. Without it they
+	// are released.
+	OnBarrier func(ctx context.Context, stream *Stream, b *Barrier)
+	// FinalCheckpoint, when set, returns the id of the checkpoint taken at
+	// the end of the stream (after the input ended or the stream was
+	// stopped), or 0 for none. Setting it means checkpointing is on.
+	FinalCheckpoint func(stream *Stream) uint64
 }
 
 // EnsureDefaults fills unset options with their defaults.
@@ -45,6 +64,12 @@ func (o *Options) EnsureDefaults() {
 	}
 	if o.Retry.Initial <= 0 {
 		o.Retry = backoff.Default
+	}
+	if o.MaxKeyGroups <= 0 {
+		o.MaxKeyGroups = kv.DefaultMaxKeyGroups
+	}
+	if o.NewBackend == nil {
+		o.NewBackend = func(_, _ string, _ int, cfg kv.Config) (kv.Backend, error) { return memory.New(cfg) }
 	}
 }
 
@@ -96,10 +121,11 @@ type Stream struct {
 
 	input    component.Input
 	inputM   *metrics.Component
-	workers  [][]*proc
+	stages   []*stage
 	out      *sink
 	errOut   *sink // nil: failed records are logged and counted
 	flushInt time.Duration
+	barriers chan uint64 // checkpoint triggers for the source
 
 	status  atomic.Int32
 	records atomic.Int64 // records read, for progress
@@ -113,6 +139,13 @@ type proc struct {
 	m         *metrics.Component
 	flusher   component.Flusher
 	holdsAcks bool
+	// stateful processors only:
+	stateful bool
+	backend  kv.Backend
+	barrier  component.BarrierListener
+	ticker   component.Ticker
+	worker   int
+	kgs      kv.KeyGroupRange
 }
 
 // NewStream builds a stream's components from its config. Errors are
@@ -123,7 +156,13 @@ func NewStream(cfg config.Stream, opts Options) (*Stream, error) {
 	if name == "" {
 		name = fmt.Sprintf("stream-%d", cfg.Index)
 	}
-	s := &Stream{Name: name, opts: opts, log: opts.Logger.With("stream", name)}
+	s := &Stream{Name: name, opts: opts, log: opts.Logger.With("stream", name), barriers: make(chan uint64, 1)}
+	ok := false
+	defer func() {
+		if !ok {
+			s.closeBackends()
+		}
+	}()
 
 	res := func(kind, typ string) component.Resources {
 		label := kind + "." + typ
@@ -149,29 +188,62 @@ func NewStream(cfg config.Stream, opts Options) (*Stream, error) {
 	if threads < 1 {
 		threads = 1
 	}
-	for w := 0; w < threads; w++ {
-		var chain []*proc
-		for i, pc := range procs {
-			reg := component.Lookup(component.KindProcessor, pc.Type)
-			if reg == nil {
-				return nil, pc.Errorf("type", "unknown processor type %q", pc.Type)
+	if threads > opts.MaxKeyGroups {
+		threads = opts.MaxKeyGroups
+	}
+	// Split the chain into stages: a stateless prefix run by ordered
+	// workers, then one keyed stage per stateful processor (with the
+	// stateless processors that follow it).
+	var segments [][2]int
+	begin := 0
+	for i, pc := range procs {
+		reg := component.Lookup(component.KindProcessor, pc.Type)
+		if reg == nil {
+			return nil, pc.Errorf("type", "unknown processor type %q", pc.Type)
+		}
+		if reg.Spec.Stateful && i > begin {
+			segments = append(segments, [2]int{begin, i})
+			begin = i
+		}
+	}
+	if begin < len(procs) {
+		segments = append(segments, [2]int{begin, len(procs)})
+	}
+	for _, seg := range segments {
+		first := component.Lookup(component.KindProcessor, procs[seg[0]].Type)
+		st := &stage{keyed: first.Spec.Stateful, maxKG: opts.MaxKeyGroups}
+		for w := 0; w < threads; w++ {
+			var kgs kv.KeyGroupRange
+			if st.keyed {
+				kgs = kv.RangeForWorker(opts.MaxKeyGroups, threads, w)
 			}
-			label := fmt.Sprintf("processor.%d.%s", i, pc.Type)
-			p, err := reg.NewProcessor(pc, res(fmt.Sprintf("processor.%d", i), pc.Type))
+			chain, err := s.buildChain(procs, seg, w, kgs)
 			if err != nil {
 				return nil, err
 			}
-			pr := &proc{p: p, name: label, m: opts.Metrics.Component(name, label)}
-			if f, ok := p.(component.Flusher); ok {
-				pr.flusher = f
-				if d := f.FlushInterval(); d > 0 && (s.flushInt == 0 || d < s.flushInt) {
-					s.flushInt = d
+			st.workers = append(st.workers, chain)
+		}
+		if st.keyed && threads > 1 {
+			// The exchange needs its own instance to compute keys.
+			chain, err := s.buildChain(procs, [2]int{seg[0], seg[0] + 1}, -1, kv.FullRange(opts.MaxKeyGroups))
+			if err != nil {
+				return nil, err
+			}
+			keys, isKeyed := chain[0].p.(component.Keyed)
+			if !isKeyed {
+				return nil, fmt.Errorf("processor %s is stateful but does not implement component.Keyed", chain[0].name)
+			}
+			st.keys = keys
+			st.keysProc = chain[0]
+			st.owner = make([]int, opts.MaxKeyGroups)
+			for w := 0; w < threads; w++ {
+				r := kv.RangeForWorker(opts.MaxKeyGroups, threads, w)
+				for kg := r.Start; kg < r.End; kg++ {
+					st.owner[kg] = w
 				}
 			}
-			_, pr.holdsAcks = p.(component.AckHolder)
-			chain = append(chain, pr)
 		}
-		s.workers = append(s.workers, chain)
+		s.stages = append(s.stages, st)
 	}
 
 	if s.out, err = newSink(cfg.Output, "output", s, res); err != nil {
@@ -181,8 +253,99 @@ func NewStream(cfg config.Stream, opts Options) (*Stream, error) {
 		if s.errOut, err = newSink(cfg.ErrorOutput, "error_output", s, res); err != nil {
 			return nil, err
 		}
+		s.out.failFast = true
 	}
+	ok = true
 	return s, nil
+}
+
+// buildChain builds worker w's instances of procs[seg[0]:seg[1]]; kgs is
+// the key-group range of a keyed stage's worker. w < 0 builds the exchange's
+// key extractor (its state backend holds nothing).
+func (s *Stream) buildChain(procs []*component.Config, seg [2]int, w int, kgs kv.KeyGroupRange) ([]*proc, error) {
+	var chain []*proc
+	for i := seg[0]; i < seg[1]; i++ {
+		pc := procs[i]
+		reg := component.Lookup(component.KindProcessor, pc.Type)
+		label := fmt.Sprintf("processor.%d.%s", i, pc.Type)
+		res := component.Resources{
+			Logger: s.log.With("component", label),
+			Stream: s.Name,
+			Label:  label,
+		}
+		pr := &proc{name: label, m: s.opts.Metrics.Component(s.Name, label), worker: w}
+		if reg.Spec.Stateful {
+			kcfg := kv.Config{MaxKeyGroups: s.opts.MaxKeyGroups, KeyGroups: kgs}
+			var b kv.Backend
+			var err error
+			if w < 0 {
+				b, err = memory.New(kcfg)
+			} else {
+				b, err = s.opts.NewBackend(s.Name, label, w, kcfg)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: state backend: %w", label, err)
+			}
+			pr.stateful, pr.backend, pr.kgs = true, b, kgs
+			res.State, res.KeyGroups, res.MaxKeyGroups = b, kgs, s.opts.MaxKeyGroups
+		}
+		p, err := reg.NewProcessor(pc, res)
+		if err != nil {
+			if pr.backend != nil {
+				_ = pr.backend.Close()
+			}
+			return nil, err
+		}
+		pr.p = p
+		if f, ok := p.(component.Flusher); ok {
+			pr.flusher = f
+			if d := f.FlushInterval(); d > 0 && !pr.stateful {
+				s.noteTick(d)
+			}
+		}
+		if pr.stateful {
+			if b, ok := p.(component.BarrierListener); ok {
+				pr.barrier = b
+			}
+			if t, ok := p.(component.Ticker); ok && t.TickInterval() > 0 {
+				pr.ticker = t
+				s.noteTick(t.TickInterval())
+			}
+		}
+		_, pr.holdsAcks = p.(component.AckHolder)
+		chain = append(chain, pr)
+	}
+	return chain, nil
+}
+
+func (s *Stream) noteTick(d time.Duration) {
+	if s.flushInt == 0 || d < s.flushInt {
+		s.flushInt = d
+	}
+}
+
+// procs calls fn for every processor instance of the stream.
+func (s *Stream) procs(fn func(*proc)) {
+	for _, st := range s.stages {
+		for _, chain := range st.workers {
+			for _, p := range chain {
+				fn(p)
+			}
+		}
+		if st.keysProc != nil {
+			fn(st.keysProc)
+		}
+	}
+}
+
+func (s *Stream) closeBackends() {
+	s.procs(func(p *proc) {
+		if p.backend != nil {
+			if err := p.backend.Close(); err != nil {
+				s.log.Warn("closing state backend failed", "processor", p.name, "error", err)
+			}
+		}
+	})
 }
 
 // Status returns the stream's current status.
@@ -199,6 +362,36 @@ func (s *Stream) Progress() (records, done, total int64) {
 		return
 	}
 	return records, s.bytes.Load(), 0
+}
+
+// Input returns the stream's input (for checkpoint positions).
+func (s *Stream) Input() component.Input { return s.input }
+
+// Output returns the stream's output (for two-phase commit).
+func (s *Stream) Output() component.Output { return s.out.out }
+
+// StatefulInstances returns every stateful processor instance: its
+// operator name, worker index, key groups and backend (for restores).
+func (s *Stream) StatefulInstances() []OperatorSnapshot {
+	var out []OperatorSnapshot
+	s.procs(func(p *proc) {
+		if p.stateful && p.worker >= 0 {
+			out = append(out, OperatorSnapshot{Operator: p.name, Worker: p.worker, KeyGroups: p.kgs, Backend: p.backend})
+		}
+	})
+	return out
+}
+
+// TriggerCheckpoint asks the source to inject the barrier of checkpoint id.
+// It returns false if a trigger is already waiting or the stream is not
+// running.
+func (s *Stream) TriggerCheckpoint(id uint64) bool {
+	select {
+	case s.barriers <- id:
+		return true
+	default:
+		return false
+	}
 }
 
 // Run runs the stream until its input ends (bounded inputs) or ctx is
@@ -236,32 +429,18 @@ func (s *Stream) Run(ctx context.Context) error {
 
 	q := s.opts.QueueDepth
 	readCh := make(chan *unit, 1)
-	n := len(s.workers)
-	workerIn := make([]chan *unit, n)
-	workerOut := make([]chan *unit, n)
-	for i := range workerIn {
-		workerIn[i] = make(chan *unit, q)
-		workerOut[i] = make(chan *unit, q)
-	}
-	sinkIn := make(chan *unit, q)
-
-	var sinkErr error
 	var stages sync.WaitGroup
-	stages.Add(3 + n)
-	go func() { defer stages.Done(); s.readLoop(ctx, hard, readCh) }()
-	go func() { defer stages.Done(); s.sourceLoop(ctx, hard, readCh, workerIn) }()
-	for i := 0; i < n; i++ {
-		go func() { defer stages.Done(); s.workerLoop(hard, s.workers[i], workerIn[i], workerOut[i]) }()
+	stages.Add(2)
+	srcOut := make(chan *unit, q)
+	go func() { defer stages.Done(); s.readLoop(ctx, readCh) }()
+	go func() { defer stages.Done(); s.sourceLoop(ctx, hard, readCh, srcOut) }()
+	in := srcOut
+	for _, st := range s.stages {
+		out := make(chan *unit, q)
+		st.start(hard, s, in, out, &stages)
+		in = out
 	}
-	go func() {
-		defer stages.Done()
-		if n == 1 {
-			forward(hard, workerOut[0], sinkIn)
-			return
-		}
-		s.collectLoop(hard, workerOut, sinkIn)
-	}()
-	sinkErr = s.sinkLoop(hard, sinkIn)
+	sinkErr := s.sinkLoop(hard, in)
 
 	// The sink has seen end of stream (or hard cancellation): make sure the
 	// other stages end too, then close components.
@@ -276,13 +455,12 @@ func (s *Stream) Run(ctx context.Context) error {
 	if err := s.input.Close(closeCtx); err != nil {
 		errs = append(errs, fmt.Errorf("close input: %w", err))
 	}
-	for _, chain := range s.workers {
-		for _, p := range chain {
-			if err := p.p.Close(closeCtx); err != nil {
-				errs = append(errs, fmt.Errorf("close %s: %w", p.name, err))
-			}
+	s.procs(func(p *proc) {
+		if err := p.p.Close(closeCtx); err != nil {
+			errs = append(errs, fmt.Errorf("close %s: %w", p.name, err))
 		}
-	}
+	})
+	s.closeBackends()
 	if err := s.out.close(closeCtx); err != nil {
 		errs = append(errs, err)
 	}
@@ -326,7 +504,8 @@ func forward(ctx context.Context, in <-chan *unit, out chan<- *unit) {
 	}
 }
 
-// nackUnit tells the input that the unit's batches were not written.
+// nackUnit tells the input that the unit's batches were not written, and
+// releases the snapshots it carries.
 func nackUnit(u *unit) {
 	ctx := context.Background()
 	for _, b := range u.batches {
@@ -334,4 +513,8 @@ func nackUnit(u *unit) {
 	}
 	_ = message.AckAll(ctx, u.acks, errStopped)
 	u.acks = nil
+	for _, sn := range u.snaps {
+		sn.Snapshot.Release()
+	}
+	u.snaps = nil
 }

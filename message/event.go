@@ -38,8 +38,14 @@ func (k Kind) String() string {
 type Event struct {
 	Kind         Kind
 	Batch        *Batch // KindData
-	CheckpointID uint64 // KindBarrier
-	Watermark    int64  // KindWatermark, epoch milliseconds
+	// CheckpointID is the checkpoint of a barrier, or on the end of stream
+	// the final checkpoint taken after it (0: none).
+	CheckpointID uint64
+	Watermark    int64 // KindWatermark, epoch milliseconds
+	// Drain, on the end of stream, says that stateful processors emit
+	// everything they hold (the input ended). Without it (a stop with
+	// checkpoints) they keep it in the final checkpoint instead.
+	Drain bool
 	// Acks, on a data event, are acknowledgements that belong at this point
 	// of the stream but have no batch to ride on (a processor dropped every
 	// row). They are called after every earlier batch has been written.

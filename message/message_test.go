@@ -55,3 +55,25 @@ func TestWithColumnAndWithout(t *testing.T) {
 		t.Fatal("Without did not remove the column")
 	}
 }
+
+func TestTake(t *testing.T) {
+	b := FromStrings("a", "b", "c", "d")
+	ib := array.NewInt64Builder(Alloc)
+	ib.AppendValues([]int64{1, 2, 3, 4}, nil)
+	fb := array.NewFloat64Builder(Alloc)
+	fb.AppendValues([]float64{1.5, 2.5, 3.5, 4.5}, nil)
+	b = b.WithColumn("n", ib.NewArray()).WithColumn("f", fb.NewArray())
+	got, err := Take(b, []int32{3, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.NumRows() != 2 || got.Values().String(0) != "d" || got.Values().String(1) != "b" {
+		t.Fatalf("values = %v", got.Record())
+	}
+	if n := got.Column("n").(*array.Int64); n.Value(0) != 4 || n.Value(1) != 2 {
+		t.Fatalf("n = %v", n)
+	}
+	if f := got.Column("f").(*array.Float64); f.Value(0) != 4.5 {
+		t.Fatalf("f = %v", f)
+	}
+}
