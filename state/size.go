@@ -1,0 +1,143 @@
+package state
+
+import (
+	"reflect"
+	"unsafe"
+)
+
+// Size estimates for Stats.TotalBytes of the memory backend: the heap bytes
+// a value holds beyond its own inline size (which the backend counts with
+// the cell). They are estimates: large slices and maps are sampled.
+
+const sampleElems = 32
+
+// sizeOfAny estimates a dynamically typed value, boxed in an interface.
+func sizeOfAny(v any) int64 {
+	switch x := v.(type) {
+	case nil:
+		return 0
+	case bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64:
+		return 8 // the boxed word
+	case string:
+		return 16 + int64(len(x))
+	case []byte:
+		return 24 + int64(cap(x))
+	case RawValue:
+		return 24 + int64(cap(x))
+	}
+	rv := reflect.ValueOf(v)
+	return int64(rv.Type().Size()) + heapSize(rv, 0)
+}
+
+// sizerFor returns the size estimator for values of type T, or nil if T
+// holds no pointers (its size is all inline).
+func sizerFor[T any]() func(T) int64 {
+	t := reflect.TypeFor[T]()
+	if t.Kind() == reflect.Interface {
+		return func(v T) int64 { return sizeOfAny(any(v)) }
+	}
+	if !hasPointers(t) {
+		return nil
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return func(v T) int64 { return int64(len(*(*string)(unsafe.Pointer(&v)))) }
+	}
+	return func(v T) int64 { return heapSize(reflect.ValueOf(&v).Elem(), 0) }
+}
+
+func hasPointers(t reflect.Type) bool {
+	switch t.Kind() {
+	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
+		return false
+	case reflect.Array:
+		return t.Len() > 0 && hasPointers(t.Elem())
+	case reflect.Struct:
+		for i := range t.NumField() {
+			if hasPointers(t.Field(i).Type) {
+				return true
+			}
+		}
+		return false
+	}
+	return true
+}
+
+// heapSize estimates the heap bytes reachable from v, not counting v's
+// inline size.
+func heapSize(v reflect.Value, depth int) int64 {
+	if depth > 8 {
+		return 0
+	}
+	switch v.Kind() {
+	case reflect.String:
+		return int64(v.Len())
+	case reflect.Slice:
+		if v.IsNil() {
+			return 0
+		}
+		et := v.Type().Elem()
+		n := int64(v.Cap()) * int64(et.Size())
+		if hasPointers(et) {
+			n += sampled(v.Len(), func(i int) int64 { return heapSize(v.Index(i), depth+1) })
+		}
+		return n
+	case reflect.Map:
+		if v.IsNil() {
+			return 0
+		}
+		kt, et := v.Type().Key(), v.Type().Elem()
+		n := int64(v.Len()) * (int64(kt.Size()+et.Size()) + 8)
+		if hasPointers(kt) || hasPointers(et) {
+			var sum int64
+			seen := 0
+			it := v.MapRange()
+			for seen < sampleElems && it.Next() {
+				sum += heapSize(it.Key(), depth+1) + heapSize(it.Value(), depth+1)
+				seen++
+			}
+			if seen > 0 {
+				n += sum * int64(v.Len()) / int64(seen)
+			}
+		}
+		return n
+	case reflect.Pointer:
+		if v.IsNil() {
+			return 0
+		}
+		return int64(v.Type().Elem().Size()) + heapSize(v.Elem(), depth+1)
+	case reflect.Interface:
+		if v.IsNil() {
+			return 0
+		}
+		e := v.Elem()
+		return int64(e.Type().Size()) + heapSize(e, depth+1)
+	case reflect.Struct:
+		var n int64
+		for i := range v.NumField() {
+			n += heapSize(v.Field(i), depth+1)
+		}
+		return n
+	case reflect.Array:
+		if !hasPointers(v.Type().Elem()) {
+			return 0
+		}
+		return sampled(v.Len(), func(i int) int64 { return heapSize(v.Index(i), depth+1) })
+	}
+	return 0
+}
+
+// sampled sums f over n elements, sampling the first few of long ones.
+func sampled(n int, f func(int) int64) int64 {
+	m := min(n, sampleElems)
+	var sum int64
+	for i := range m {
+		sum += f(i)
+	}
+	if m == 0 {
+		return 0
+	}
+	return sum * int64(n) / int64(m)
+}
