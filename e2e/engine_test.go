@@ -87,7 +87,8 @@ func TestBadConfigExitsTwoWithLocation(t *testing.T) {
       type: stdout
 `)
 	for _, cmd := range []string{"run", "lint"} {
-		code, _, stderr := run(t, nil, nil, cmd, cfg)
+		code, stdout, stderr := run(t, nil, nil, cmd, cfg)
+		stderr += stdout // lint reports on stdout
 		if code != 2 {
 			t.Fatalf("%s: exit %d, want 2\n%s", cmd, code, stderr)
 		}

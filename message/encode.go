@@ -66,7 +66,7 @@ func AppendJSONRow(dst []byte, rec arrow.RecordBatch, cols []int, row int) []byt
 
 // AppendJSONValue appends the JSON form of one value of an Arrow column.
 func AppendJSONValue(dst []byte, col arrow.Array, i int) []byte {
-	if col.IsNull(i) {
+	if col.DataType().ID() == arrow.NULL || col.IsNull(i) {
 		return append(dst, "null"...)
 	}
 	switch c := col.(type) {

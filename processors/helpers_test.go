@@ -170,15 +170,3 @@ func stringCol(vals ...string) arrow.Array {
 	b.AppendValues(vals, nil)
 	return b.NewArray()
 }
-
-func equalStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}

@@ -46,8 +46,8 @@ func init() {
 // decided per batch from the values it has there: int64 when every number
 // is an integer that fits, float64 for other numbers, bool, string; nested
 // objects and arrays, and keys whose values mix types, become strings (the
-// JSON text of non-string values). A key that is null or absent in every
-// row of the batch is an arrow.Null column. Columns are ordered by first
+// JSON text of non-string values). A key that is null in every row of the
+// batch is a string column of nulls (not arrow.Null, whose IsNull is false). Columns are ordered by first
 // appearance (or as `fields` lists them), after the input's other columns
 // (metadata stays). Rows that are not a valid JSON object go to an error
 // batch.
@@ -60,6 +60,7 @@ type jsonToArrow struct {
 	keys    []jsonKey
 	index   map[string]int32
 	fields  []jsonField
+	order   []int32 // key index by position in the last row
 	fail    rowFailures
 	good    []int32
 	scratch []byte
@@ -189,6 +190,7 @@ func (p *jsonToArrow) Process(_ context.Context, b *message.Batch) ([]*message.B
 
 func (p *jsonToArrow) reset() {
 	p.keys = p.keys[:0]
+	p.order = p.order[:0]
 	clear(p.index)
 	p.fields = p.fields[:0]
 	p.fail.reset()
@@ -204,6 +206,19 @@ func (p *jsonToArrow) addKey(name string) int32 {
 	return k
 }
 
+// lookupKey finds a key of the batch, trying first the key the previous
+// row had at this position (rows usually repeat their key order), then
+// the map.
+func (p *jsonToArrow) lookupKey(name []byte, pos int) (int32, bool) {
+	if pos < len(p.order) {
+		if k := p.order[pos]; p.keys[k].name == unsafeString(name) {
+			return k, true
+		}
+	}
+	k, ok := p.index[unsafeString(name)]
+	return k, ok
+}
+
 var errNotObject = errors.New("value is not a JSON object")
 
 // scanRow validates one row and appends its top-level fields.
@@ -216,6 +231,7 @@ func (p *jsonToArrow) scanRow(d []byte, src, row int) error {
 		return errNotObject
 	}
 	i = skipJSONSpace(d, i+1)
+	pos := 0 // position of the key in the row
 	if i < len(d) && d[i] == '}' {
 		i++
 	} else {
@@ -238,7 +254,7 @@ func (p *jsonToArrow) scanRow(d []byte, src, row int) error {
 			}
 			i = skipJSONSpace(d, i+1)
 
-			key, known := p.index[unsafeString(keyBytes)]
+			key, known := p.lookupKey(keyBytes, pos)
 			if !known && p.fieldList != nil {
 				if i, err = skipJSONValue(d, i, 1); err != nil {
 					return err
@@ -247,6 +263,12 @@ func (p *jsonToArrow) scanRow(d []byte, src, row int) error {
 				if !known {
 					key = p.addKey(string(keyBytes))
 				}
+				if pos < len(p.order) {
+					p.order[pos] = key
+				} else {
+					p.order = append(p.order, key)
+				}
+				pos++
 				f := jsonField{key: key, src: int32(src), row: int32(row), start: int32(i)}
 				if i, err = p.scanValue(d, i, &f); err != nil {
 					return err
@@ -304,7 +326,10 @@ func (p *jsonToArrow) scanValue(d []byte, i int, f *jsonField) (int, error) {
 				return end, nil
 			}
 		}
-		v, _ := strconv.ParseFloat(unsafeString(d[i:end]), 64) // valid syntax; out of range gives ±Inf
+		v, err := strconv.ParseFloat(unsafeString(d[i:end]), 64)
+		if err != nil { // the syntax is valid: out of range
+			return 0, fmt.Errorf("number %s is out of the float64 range", d[i:end])
+		}
 		f.kind, f.num = jsonKindFloat, math.Float64bits(v)
 		return end, nil
 	case c == 't':
@@ -424,7 +449,7 @@ func newJSONColumnBuilder(kinds uint8, rows int) array.Builder {
 	var bld array.Builder
 	switch {
 	case kinds == 0:
-		bld = array.NewNullBuilder(message.Alloc)
+		bld = array.NewStringBuilder(message.Alloc)
 	case kinds == jsonBitInt:
 		bld = array.NewInt64Builder(message.Alloc)
 	case kinds&^(jsonBitInt|jsonBitFloat) == 0:

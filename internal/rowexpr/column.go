@@ -52,7 +52,8 @@ func classify(v any) valueClass {
 // ColumnType returns the Arrow type BuildColumn gives values: the type of
 // the first non-null value (int64, float64, bool, string, binary); integers
 // mixed with floats give float64; any other mix, or another Go type, gives
-// string. All null gives arrow.Null.
+// string. All null gives string (not arrow.Null, whose values do not report
+// IsNull).
 func ColumnType(values []any) arrow.DataType {
 	cls := classNull
 	for _, v := range values {
@@ -68,8 +69,6 @@ func ColumnType(values []any) arrow.DataType {
 		}
 	}
 	switch cls {
-	case classNull:
-		return arrow.Null
 	case classInt:
 		return arrow.PrimitiveTypes.Int64
 	case classFloat:
@@ -89,8 +88,6 @@ func ColumnType(values []any) arrow.DataType {
 func BuildColumn(values []any) arrow.Array {
 	n := len(values)
 	switch dt := ColumnType(values); dt.ID() {
-	case arrow.NULL:
-		return array.NewNull(n)
 	case arrow.INT64:
 		bld := array.NewInt64Builder(message.Alloc)
 		defer bld.Release()

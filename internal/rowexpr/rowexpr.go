@@ -44,6 +44,7 @@ import (
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/expr-lang/expr"
 	"github.com/expr-lang/expr/ast"
+	"github.com/expr-lang/expr/file"
 	"github.com/expr-lang/expr/parser"
 	"github.com/expr-lang/expr/vm"
 
@@ -126,7 +127,7 @@ func Compile(src string, opts ...Option) (*Program, error) {
 	}
 	tree, err := parser.Parse(src)
 	if err != nil {
-		return nil, err
+		return nil, conciseError(err, true)
 	}
 	p := &Program{src: src, env: map[string]any{}, meta: map[string]any{}}
 	p.collect(tree.Node)
@@ -142,7 +143,7 @@ func Compile(src string, opts ...Option) (*Program, error) {
 	eopts = append(eopts, o.funcs...)
 	prog, err := expr.Compile(src, eopts...)
 	if err != nil {
-		return nil, err
+		return nil, conciseError(err, true)
 	}
 	if o.wantBool {
 		if t := prog.Node().Type(); t != nil && t.Kind() != reflect.Interface && t.Kind() != reflect.Bool {
@@ -290,10 +291,13 @@ func (p *Program) Eval(b *message.Batch, row int) (any, error) {
 	p.bind(b)
 	p.load(row)
 	v, err := p.machine.Run(p.prog, p.env)
-	if i, ok := v.(int); ok {
-		return int64(i), err
+	if err != nil {
+		return nil, conciseError(err, false)
 	}
-	return v, err
+	if i, ok := v.(int); ok {
+		return int64(i), nil
+	}
+	return v, nil
 }
 
 // EvalBool evaluates a boolean expression for one row; a result that is
@@ -355,7 +359,7 @@ func (p *Program) evalColumn(b *message.Batch, onErr func(int, error) bool) arro
 		v, err := p.machine.Run(p.prog, p.env)
 		if err != nil {
 			res[row] = nil
-			if !onErr(row, err) {
+			if !onErr(row, conciseError(err, false)) {
 				clear(res)
 				return nil
 			}
@@ -568,6 +572,33 @@ func (c *column) value(i int) any {
 		return string(c.buf)
 	}
 	return c.arr.ValueStr(i)
+}
+
+// exprError is an expr error on one line: expr's own errors span three
+// (message, source line, caret), which reads badly in a record's
+// __meta_error or a config error.
+type exprError struct {
+	msg  string
+	prev error
+}
+
+func (e *exprError) Error() string { return e.msg }
+
+func (e *exprError) Unwrap() error { return e.prev }
+
+func conciseError(err error, withPos bool) error {
+	var fe *file.Error
+	if !errors.As(err, &fe) {
+		return err
+	}
+	msg := fe.Message
+	if fe.Prev != nil && !strings.Contains(msg, fe.Prev.Error()) {
+		msg += ": " + fe.Prev.Error()
+	}
+	if withPos && fe.Line > 0 {
+		msg = fmt.Sprintf("%s (at %d:%d)", msg, fe.Line, fe.Column+1)
+	}
+	return &exprError{msg: msg, prev: fe.Prev}
 }
 
 func typeName(v any) string {

@@ -81,6 +81,7 @@ func TestEvalValues(t *testing.T) {
 		{`$env["my col"]`, 1, nil},
 		{"missing", 0, nil},
 		{"missing == nil", 0, true},
+		{"n == 42 && meta.partition == 3 && f == 1.5", 0, true},
 		{"n + small", 0, int64(49)},
 		{"n ?? -1", 1, int64(-1)},
 		{"upper(name) + ':' + string(small)", 1, "BOB:8"},
@@ -200,7 +201,7 @@ func TestEvalColumn(t *testing.T) {
 		{"ok", arrow.FixedWidthTypes.Boolean, "true,false"},
 		{"n", arrow.PrimitiveTypes.Int64, "42,(null)"},
 		{"ok ? 1 : 'x'", arrow.BinaryTypes.String, "1,x"},
-		{"missing", arrow.Null, "(null),(null)"},
+		{"missing", arrow.BinaryTypes.String, "(null),(null)"},
 		{"[small, 1]", arrow.BinaryTypes.String, "[7,1],[8,1]"},
 	}
 	for _, tt := range tests {
