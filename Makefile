@@ -32,7 +32,7 @@ unit:
 test: vet staticcheck unit
 
 docs:
-	$(GO) run ./cmd/weir components --markdown > docs/components.md
+	UPDATE_DOCS=1 $(GO) test -count=1 -run TestDocsUpToDate ./internal/builtin/
 
 bench:
 	bench/run.sh

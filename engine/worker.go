@@ -56,7 +56,17 @@ func (s *Stream) workerLoop(ctx context.Context, chain []*proc, in <-chan *unit,
 				}
 				return nil, nil
 			})
-			if u.ctrl.CheckpointID != 0 {
+			if id := u.ctrl.CheckpointID; id != 0 {
+				if !drain {
+					// Stopping with state kept: like any barrier, stateful
+					// processors may emit before their state is frozen.
+					u.batches = append(u.batches, s.emitChain(ctx, chain, &u.acks, func(p *proc) ([]*message.Batch, error) {
+						if p.barrier != nil {
+							return p.barrier.OnBarrier(ctx, id)
+						}
+						return nil, nil
+					})...)
+				}
 				s.snapshotChain(chain, u)
 			}
 		}

@@ -95,12 +95,10 @@ func EncodeEntries(w io.Writer, h FileHeader, entries []Entry) error {
 // DecodeEntries reads a complete entry file, verifying its checksums.
 func DecodeEntries(r io.Reader) (FileHeader, []Entry, error) { return kv.DecodeEntries(r) }
 
-// WriteKeyGroup writes the full state of key group kg of snapshot s.
-func WriteKeyGroup(w io.Writer, s Snapshot, maxKeyGroups, kg int) error {
-	return kv.WriteKeyGroup(w, s, maxKeyGroups, kg)
-}
+// WriteKeyGroup writes the full state of key group kg of snapshot s as an
+// entry file.
+func WriteKeyGroup(w io.Writer, s Snapshot, kg int) error { return kv.WriteKeyGroup(w, s, kg) }
 
-// WriteChanges writes the changes of key group kg of s since s.Base().
-func WriteChanges(w io.Writer, s Snapshot, maxKeyGroups, kg int) error {
-	return kv.WriteChanges(w, s, maxKeyGroups, kg)
-}
+// WriteChanges writes the changes of key group kg of s since s.Base() as a
+// delta entry file.
+func WriteChanges(w io.Writer, s Snapshot, kg int) error { return kv.WriteChanges(w, s, kg) }

@@ -2,12 +2,15 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -20,7 +23,9 @@ import (
 )
 
 type runFlags struct {
-	progress string
+	progress       string
+	fromCheckpoint uint64
+	fresh          bool
 }
 
 func newRunCmd() *cobra.Command {
@@ -40,6 +45,8 @@ config is invalid (nothing was started).`,
 		},
 	}
 	cmd.Flags().StringVar(&f.progress, "progress", "auto", "progress line for bounded inputs: auto (when stderr is a terminal), always, never")
+	cmd.Flags().Uint64Var(&f.fromCheckpoint, "from-checkpoint", 0, "restore this checkpoint id instead of the newest one")
+	cmd.Flags().BoolVar(&f.fresh, "fresh", false, "start with empty state, ignoring existing checkpoints (they are kept until retention removes them)")
 	return cmd
 }
 
@@ -60,14 +67,30 @@ func runConfig(ctx context.Context, path string, f runFlags, stderr io.Writer) e
 		logger.Warn(w)
 	}
 
+	if f.fresh && f.fromCheckpoint != 0 {
+		return withCode(ExitConfig, fmt.Errorf("--fresh and --from-checkpoint exclude each other"))
+	}
 	reg := metrics.New()
-	p, err := engine.New(root, engine.Options{Logger: logger, Metrics: reg, ShutdownTimeout: root.ShutdownTimeout})
+	opts := engine.Options{Logger: logger, Metrics: reg, ShutdownTimeout: root.ShutdownTimeout}
+	st, err := newStateSetup(ctx, root.State, &opts)
+	if err != nil {
+		return withCode(ExitFailure, err)
+	}
+	p, err := engine.New(root, opts)
 	if err != nil {
 		return withCode(ExitConfig, err)
+	}
+	if st != nil {
+		if err := st.attach(ctx, p, reg, logger, f.fromCheckpoint, f.fresh); err != nil {
+			return withCode(ExitFailure, err)
+		}
 	}
 
 	if root.HealthCheck.Enabled {
 		srv := server.New(reg.Prom, p.Health, logger)
+		if st != nil {
+			srv.Handle("POST /checkpoints", http.HandlerFunc(st.handleCreate))
+		}
 		if err := srv.Start(root.HealthCheck.Address); err != nil {
 			// The pipeline matters more than its health endpoint: go on.
 			logger.Error("health and metrics endpoints are not served", "error", err)
@@ -113,8 +136,24 @@ func runConfig(ctx context.Context, path string, f runFlags, stderr io.Writer) e
 		defer func() { close(progDone); <-progExit }()
 	}
 
+	var fatal error
+	var coordWG sync.WaitGroup
+	coordCtx, stopCoords := context.WithCancel(context.Background())
+	if st != nil {
+		var once sync.Once
+		st.run(coordCtx, &coordWG, func(err error) {
+			once.Do(func() {
+				fatal = err
+				logger.Error("stopping the pipeline", "error", err)
+				stop()
+			})
+		})
+	}
 	logger.Info("starting", "config", path, "streams", len(p.Streams))
-	if err := p.Run(runCtx); err != nil {
+	runErr := p.Run(runCtx)
+	stopCoords()
+	coordWG.Wait()
+	if err := errors.Join(fatal, runErr); err != nil {
 		return withCode(ExitFailure, err)
 	}
 	return nil

@@ -123,6 +123,8 @@ type Snapshot interface {
 	Time() int64
 	// KeyGroups is the range of key groups in the snapshot.
 	KeyGroups() KeyGroupRange
+	// MaxKeyGroups is the number of key groups of the state.
+	MaxKeyGroups() int
 	// Changed reports whether key group kg has changes since Base.
 	Changed(kg int) bool
 	// Entries calls fn with every live entry of key group kg (all Puts).
@@ -137,21 +139,21 @@ type Snapshot interface {
 
 // WriteKeyGroup writes the full state of key group kg in s to w as an entry
 // file (FileFull).
-func WriteKeyGroup(w io.Writer, s Snapshot, maxKeyGroups, kg int) error {
-	return writeFile(w, s, maxKeyGroups, kg, FileFull)
+func WriteKeyGroup(w io.Writer, s Snapshot, kg int) error {
+	return writeFile(w, s, kg, FileFull)
 }
 
 // WriteChanges writes the changes of key group kg since s.Base() to w as an
 // entry file (FileDelta).
-func WriteChanges(w io.Writer, s Snapshot, maxKeyGroups, kg int) error {
-	return writeFile(w, s, maxKeyGroups, kg, FileDelta)
+func WriteChanges(w io.Writer, s Snapshot, kg int) error {
+	return writeFile(w, s, kg, FileDelta)
 }
 
-func writeFile(w io.Writer, s Snapshot, maxKeyGroups, kg int, kind FileKind) error {
+func writeFile(w io.Writer, s Snapshot, kg int, kind FileKind) error {
 	if !s.KeyGroups().Contains(kg) {
 		return fmt.Errorf("state: write key group %d: %w: snapshot holds %v", kg, ErrKeyGroupRange, s.KeyGroups())
 	}
-	h := FileHeader{Kind: kind, MaxKeyGroups: maxKeyGroups, KeyGroup: kg, Seq: s.Seq(), Time: s.Time()}
+	h := FileHeader{Kind: kind, MaxKeyGroups: s.MaxKeyGroups(), KeyGroup: kg, Seq: s.Seq(), Time: s.Time()}
 	if kind == FileDelta {
 		h.Base = s.Base()
 	}
@@ -247,4 +249,6 @@ type KV interface {
 	// key: of every key of state name in kg), in key order. The slices are
 	// valid during the call only. fn must not write to the backend.
 	Scan(kg int, name string, key []byte, fn func(key, userKey, value []byte, exp int64) error) error
+	// Discard drops the writes buffered since the last Flush.
+	Discard() error
 }

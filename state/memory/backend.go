@@ -132,6 +132,7 @@ func (b *Backend) Snapshot() (kv.Snapshot, error) {
 		baseEpoch: b.baseEpoch,
 		time:      b.now(),
 		rng:       b.cfg.KeyGroups,
+		maxKG:     b.cfg.MaxKeyGroups,
 		start:     b.start,
 	}
 	names := make([]string, 0, len(b.tables))
@@ -224,6 +225,20 @@ func (b *Backend) CleanupExpired(ctx context.Context) (int, error) {
 	}
 	return total, nil
 }
+
+// CountRead counts a read that found a live value (hit) or not (miss),
+// for state kinds that look values up themselves.
+func (b *Backend) CountRead(hit bool) {
+	if hit {
+		b.hits.Add(1)
+	} else {
+		b.misses.Add(1)
+	}
+}
+
+// CountExpired counts n entries removed because they expired, for state
+// kinds that expire parts of values themselves.
+func (b *Backend) CountExpired(n int64) { b.expired.Add(n) }
 
 // Flush does nothing: memory writes are visible at once.
 func (b *Backend) Flush() error { return nil }

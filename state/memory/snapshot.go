@@ -14,6 +14,7 @@ type snapshot struct {
 	baseEpoch uint32
 	time      int64
 	rng       kv.KeyGroupRange
+	maxKG     int
 	start     int
 	tables    []frozenTable // sorted by name
 }
@@ -40,6 +41,7 @@ func (s *snapshot) Seq() uint64                 { return s.seq }
 func (s *snapshot) Base() uint64                { return s.base }
 func (s *snapshot) Time() int64                 { return s.time }
 func (s *snapshot) KeyGroups() kv.KeyGroupRange { return s.rng }
+func (s *snapshot) MaxKeyGroups() int           { return s.maxKG }
 func (s *snapshot) Release()                    { s.tables = nil }
 
 func (s *snapshot) Changed(kg int) bool {

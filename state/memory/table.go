@@ -127,7 +127,7 @@ func newTable[T any](b *Backend, name string, ops Ops[T]) *Table[T] {
 // entryOverhead estimates the bytes per entry besides the cell, the key
 // bytes and the value's own heap: the map slot (string header and pointer,
 // with load factor) and allocation rounding.
-const entryOverhead = 40
+const entryOverhead = 56
 
 func hasPointers(t reflect.Type) bool {
 	switch t.Kind() {
@@ -182,6 +182,15 @@ func (t *Table[T]) size(key string, v T) int64 {
 		s += t.ops.Size(v)
 	}
 	return s
+}
+
+// ValueSize returns the estimated heap bytes of v (see Ops.Size; 0 for
+// values without pointers).
+func (t *Table[T]) ValueSize(v T) int64 {
+	if t.fixed {
+		return 0
+	}
+	return t.ops.Size(v)
 }
 
 func (t *Table[T]) account(g *group[T], keys, bytes int64) {
@@ -283,7 +292,7 @@ func (t *Table[T]) Writable(gi int, key []byte) (c *Cell[T], created bool) {
 		return nc, false
 	}
 	if old != nil {
-		t.removeCell(g, gi, string(key), old, true)
+		t.removeCell(g, string(key), old, true)
 	}
 	ks := string(key)
 	nc := &Cell[T]{ver: t.b.epoch}
@@ -312,13 +321,13 @@ func (t *Table[T]) Delete(gi int, key []byte) bool {
 	}
 	t.own(g)
 	live := !(c.exp != 0 && c.exp <= t.b.now())
-	t.removeCell(g, gi, string(key), c, !live)
+	t.removeCell(g, string(key), c, !live)
 	t.recordDel(g, string(key))
 	return live
 }
 
 // removeCell deletes a cell from its (owned) group map.
-func (t *Table[T]) removeCell(g *group[T], gi int, key string, c *Cell[T], expired bool) {
+func (t *Table[T]) removeCell(g *group[T], key string, c *Cell[T], expired bool) {
 	delete(g.m, key)
 	t.account(g, -int64(t.ops.Count(c.V)), -t.size(key, c.V))
 	t.mods++
@@ -380,8 +389,7 @@ func (t *Table[T]) Clear() {
 }
 
 // Range calls fn with every live cell of group gi until fn returns false.
-// fn may write to the table (it sees the map as it was when Range
-// started).
+// fn may write to the table; keys it adds may or may not be visited.
 func (t *Table[T]) Range(gi int, fn func(key string, c *Cell[T]) bool) {
 	now := t.b.now()
 	for k, c := range t.groups[gi].m {
@@ -411,12 +419,12 @@ func (t *Table[T]) apply(gi int, e kv.Entry) error {
 	t.own(g)
 	old := g.m[string(e.Key)]
 	if old != nil && old.exp != 0 && old.exp <= t.b.now() {
-		t.removeCell(g, gi, string(e.Key), old, true)
+		t.removeCell(g, string(e.Key), old, true)
 		old = nil
 	}
 	if e.Kind == kv.EntryDelete && e.UserKey == nil {
 		if old != nil {
-			t.removeCell(g, gi, string(e.Key), old, false)
+			t.removeCell(g, string(e.Key), old, false)
 		}
 		return nil
 	}
@@ -484,7 +492,7 @@ func (t *Table[T]) cleanup(ctx context.Context, now int64) (int, error) {
 		t.own(g)
 		for k, c := range g.m {
 			if c.exp != 0 && c.exp <= now {
-				t.removeCell(g, gi, k, c, true)
+				t.removeCell(g, k, c, true)
 				if c.ver > t.b.baseEpoch {
 					t.recordDel(g, k)
 				}
@@ -534,7 +542,7 @@ func (t *Table[T]) expireSome(now int64, budget int) {
 			c.qb = 0
 		case c.exp <= now:
 			t.own(g)
-			t.removeCell(g, int(it.gi), it.key, c, true)
+			t.removeCell(g, it.key, c, true)
 			if c.ver > t.b.baseEpoch {
 				t.recordDel(g, it.key)
 			}

@@ -19,13 +19,18 @@
 // can report their changes; Checkpoint offers Pebble's own hard-linked
 // checkpoint for SST-level incremental checkpoints.
 //
-// Stats are exact: every write looks up the previous row.
+// Stats: deletes look the row up and are exact; a write is exact when the
+// row was just read (the usual read-modify-write of a state handle) or with
+// Options.ExactStats (a lookup before every write, which halves the rate of
+// blind writes); otherwise a write counts as a new row. CleanupExpired
+// recounts exactly.
 //
 // Concurrency: as every kv.Backend, plus concurrent reads when no write is
 // buffered (see kv.KV).
 package pebble
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -35,6 +40,7 @@ import (
 	"sync/atomic"
 
 	pebbledb "github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 
 	"github.com/weir-stream/weir/state/kv"
 )
@@ -56,6 +62,10 @@ type Options struct {
 	WAL bool
 	// Logger receives Pebble's log (info as debug). Default: discarded.
 	Logger *slog.Logger
+	// ExactStats looks every written row up first, so that Stats.Keys and
+	// TotalBytes stay exact under blind overwrites (default off; see the
+	// package documentation).
+	ExactStats bool
 }
 
 // EnsureDefaults fills in defaults and validates o.
@@ -98,6 +108,9 @@ type Backend struct {
 
 	keyPool sync.Pool // *[]byte scratch for building keys
 
+	lastMu sync.Mutex // guards last: readers may run concurrently
+	last   lastRead
+
 	keys, bytes, hits, misses, expired atomic.Int64
 }
 
@@ -109,6 +122,15 @@ var _ kv.KV = (*Backend)(nil)
 type dirtyGroup struct {
 	keys    map[string]bool
 	cleared map[string]struct{}
+}
+
+// lastRead remembers the last row read, so that the write that usually
+// follows knows whether it replaces a row.
+type lastRead struct {
+	valid bool
+	key   []byte
+	found bool
+	size  int // len(key)+len(stored value) when found
 }
 
 type dirtySeg struct {
@@ -129,6 +151,10 @@ func Open(dir string, opts Options) (*Backend, error) {
 		MemTableSize: opts.MemTableSize,
 		DisableWAL:   !opts.WAL,
 		Logger:       slogLogger{opts.Logger},
+	}
+	// Bloom filters: state reads are point lookups, many of absent keys.
+	for i := range po.Levels {
+		po.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
 	}
 	db, err := pebbledb.Open(dir, po)
 	if err != nil {
@@ -151,7 +177,10 @@ func (b *Backend) checkMeta() error {
 	v, closer, err := b.db.Get(metaMaxKeyGroups)
 	if errors.Is(err, pebbledb.ErrNotFound) {
 		val := binary.AppendUvarint(nil, uint64(b.opts.MaxKeyGroups))
-		if err := b.db.Set(metaMaxKeyGroups, val, pebbledb.Sync); err != nil {
+		if err := b.db.Set(metaMaxKeyGroups, val, pebbledb.NoSync); err != nil {
+			return fmt.Errorf("state/pebble: write metadata: %w", err)
+		}
+		if err := b.db.Flush(); err != nil { // durable without a WAL
 			return fmt.Errorf("state/pebble: write metadata: %w", err)
 		}
 		return nil
@@ -250,6 +279,7 @@ func (b *Backend) GetEntry(dst []byte, kg int, name string, key, userKey []byte)
 	*kb = k
 	var exp int64
 	out := dst
+	size := 0
 	found, err := b.read(k, func(v []byte) error {
 		e, val, err := splitValue(v)
 		if err != nil {
@@ -257,11 +287,15 @@ func (b *Backend) GetEntry(dst []byte, kg int, name string, key, userKey []byte)
 		}
 		exp = e
 		out = append(dst, val...)
+		size = len(k) + len(v)
 		return nil
 	})
 	if err != nil {
 		return dst, 0, false, kv.NewError("get", string(key), err)
 	}
+	b.lastMu.Lock()
+	b.last = lastRead{valid: true, key: append(b.last.key[:0], k...), found: found, size: size}
+	b.lastMu.Unlock()
 	if !found || (exp != 0 && exp <= b.now()) {
 		b.misses.Add(1)
 		return dst, 0, false, nil
@@ -270,8 +304,21 @@ func (b *Backend) GetEntry(dst []byte, kg int, name string, key, userKey []byte)
 	return out, exp, true, nil
 }
 
-// prev returns whether row k exists and its stored size.
-func (b *Backend) prev(k []byte) (bool, int, error) {
+// prev returns whether row k exists and its stored size: from the last
+// read if it was of k, else by a lookup if lookup is set; else it assumes
+// a new row.
+func (b *Backend) prev(k []byte, lookup bool) (bool, int, error) {
+	b.lastMu.Lock()
+	if b.last.valid && bytes.Equal(b.last.key, k) {
+		found, size := b.last.found, b.last.size
+		b.last.valid = false // the write changes the row
+		b.lastMu.Unlock()
+		return found, size, nil
+	}
+	b.lastMu.Unlock()
+	if !lookup {
+		return false, 0, nil
+	}
 	size := 0
 	found, err := b.read(k, func(v []byte) error {
 		size = len(k) + len(v)
@@ -282,6 +329,11 @@ func (b *Backend) prev(k []byte) (bool, int, error) {
 
 // SetEntry implements kv.KV.
 func (b *Backend) SetEntry(kg int, name string, key, userKey, value []byte, exp int64) error {
+	return b.setEntry(kg, name, key, userKey, value, exp, b.opts.ExactStats)
+}
+
+// setEntry writes a row; lookup makes Stats exact (see prev).
+func (b *Backend) setEntry(kg int, name string, key, userKey, value []byte, exp int64, lookup bool) error {
 	if err := b.check("put", kg); err != nil {
 		return err
 	}
@@ -289,7 +341,7 @@ func (b *Backend) SetEntry(kg int, name string, key, userKey, value []byte, exp 
 	defer b.putKeyBuf(kb)
 	k := appendRowKey(*kb, kg, name, key, userKey)
 	*kb = k
-	found, oldSize, err := b.prev(k)
+	found, oldSize, err := b.prev(k, lookup)
 	if err != nil {
 		return kv.NewError("put", string(key), err)
 	}
@@ -321,7 +373,7 @@ func (b *Backend) DeleteEntry(kg int, name string, key, userKey []byte) error {
 	defer b.putKeyBuf(kb)
 	k := appendRowKey(*kb, kg, name, key, userKey)
 	*kb = k
-	found, oldSize, err := b.prev(k)
+	found, oldSize, err := b.prev(k, true)
 	if err != nil {
 		return kv.NewError("remove", string(key), err)
 	}
@@ -365,6 +417,7 @@ func (b *Backend) DeletePrefix(kg int, name string, key []byte) error {
 	if err := b.writeBatch().DeleteRange(p, end, nil); err != nil {
 		return kv.NewError("clear", string(key), err)
 	}
+	b.forget()
 	b.keys.Add(-n)
 	b.bytes.Add(-size)
 	if key == nil {
@@ -434,6 +487,13 @@ func (b *Backend) Scan(kg int, name string, key []byte, fn func(key, userKey, va
 	return nil
 }
 
+// forget drops the remembered read (after range deletes).
+func (b *Backend) forget() {
+	b.lastMu.Lock()
+	b.last.valid = false
+	b.lastMu.Unlock()
+}
+
 func (b *Backend) writeBatch() *pebbledb.Batch {
 	if b.batch == nil {
 		b.batch = b.db.NewIndexedBatch()
@@ -497,13 +557,32 @@ func (b *Backend) Flush() error {
 	return nil
 }
 
-// Checkpoint flushes and writes a Pebble checkpoint of the working state to
+// Discard drops the buffered writes (and recounts the rows, as Stats
+// counted them).
+func (b *Backend) Discard() error {
+	if b.closed {
+		return kv.NewError("discard", "", kv.ErrClosed)
+	}
+	if b.batch != nil {
+		b.batch.Reset()
+	}
+	b.forget()
+	return b.recount()
+}
+
+// Checkpoint flushes (memtables included) and writes a Pebble checkpoint of the working state to
 // dir (which must not exist): hard links to the live SSTs, so two
 // checkpoints share unchanged files. It is the basis of SST-level
 // incremental checkpoints.
 func (b *Backend) Checkpoint(dir string) error {
 	if err := b.Flush(); err != nil {
 		return err
+	}
+	if !b.opts.WAL {
+		// Without a WAL, committed writes live only in the memtable.
+		if err := b.db.Flush(); err != nil {
+			return fmt.Errorf("state/pebble: checkpoint to %s: flush: %w", dir, err)
+		}
 	}
 	if err := b.db.Checkpoint(dir, pebbledb.WithFlushedWAL()); err != nil {
 		return fmt.Errorf("state/pebble: checkpoint to %s: %w", dir, err)
@@ -523,13 +602,14 @@ func (b *Backend) Snapshot() (kv.Snapshot, error) {
 		b.cur = make(map[int]*dirtyGroup)
 	}
 	s := &snapshot{
-		b:    b,
-		snap: b.db.NewSnapshot(),
-		seq:  seq,
-		base: b.conf,
-		time: b.now(),
-		rng:  b.opts.KeyGroups,
-		segs: append([]dirtySeg(nil), b.segs...),
+		b:     b,
+		snap:  b.db.NewSnapshot(),
+		seq:   seq,
+		base:  b.conf,
+		time:  b.now(),
+		rng:   b.opts.KeyGroups,
+		maxKG: b.opts.MaxKeyGroups,
+		segs:  append([]dirtySeg(nil), b.segs...),
 	}
 	b.snapMu.Lock()
 	b.snaps[s] = struct{}{}
@@ -589,9 +669,11 @@ func (b *Backend) Restore(r io.Reader) error {
 type applier struct {
 	b      *Backend
 	groups []int
+	full   bool // the key group was reset: every Put is a new row
 }
 
 func (a *applier) ResetKeyGroup(kg int) error {
+	a.full = true
 	if err := a.b.deleteRange(appendGroupPrefix(nil, kg), appendGroupPrefix(nil, kg+1)); err != nil {
 		return err
 	}
@@ -605,7 +687,7 @@ func (a *applier) ApplyEntry(kg int, e kv.Entry) error {
 	var err error
 	switch e.Kind {
 	case kv.EntryPut:
-		err = a.b.SetEntry(kg, e.State, e.Key, e.UserKey, e.Value, e.ExpiresAt)
+		err = a.b.setEntry(kg, e.State, e.Key, e.UserKey, e.Value, e.ExpiresAt, !a.full)
 	case kv.EntryDelete:
 		if e.UserKey == nil {
 			err = a.b.DeletePrefix(kg, e.State, e.Key)
@@ -634,6 +716,7 @@ func (b *Backend) deleteRange(lo, hi []byte) error {
 	if err := b.writeBatch().DeleteRange(lo, hi, nil); err != nil {
 		return err
 	}
+	b.forget()
 	b.keys.Add(-n)
 	b.bytes.Add(-size)
 	return b.afterWrite()
@@ -650,8 +733,9 @@ func (b *Backend) Stats() kv.Stats {
 	}
 }
 
-// Close commits buffered writes and closes the database. Snapshots not
-// released yet are released (and fail with ErrClosed afterwards).
+// Close commits buffered writes, flushes them to disk and closes the
+// database. Snapshots not released yet are released (and fail with
+// ErrClosed afterwards).
 func (b *Backend) Close() error {
 	if b.closed {
 		return nil
@@ -668,6 +752,11 @@ func (b *Backend) Close() error {
 	if b.batch != nil {
 		_ = b.batch.Close()
 		b.batch = nil
+	}
+	if ferr == nil && !b.opts.WAL {
+		// Without a WAL the memtable would be lost: a clean Close keeps
+		// the state for a reopen.
+		ferr = b.db.Flush()
 	}
 	err := b.db.Close()
 	if err != nil {

@@ -19,6 +19,7 @@ type snapshot struct {
 	seq, base uint64
 	time      int64
 	rng       kv.KeyGroupRange
+	maxKG     int
 	segs      []dirtySeg
 }
 
@@ -26,6 +27,7 @@ func (s *snapshot) Seq() uint64                 { return s.seq }
 func (s *snapshot) Base() uint64                { return s.base }
 func (s *snapshot) Time() int64                 { return s.time }
 func (s *snapshot) KeyGroups() kv.KeyGroupRange { return s.rng }
+func (s *snapshot) MaxKeyGroups() int           { return s.maxKG }
 
 // close releases the Pebble snapshot (Release, or the backend's Close).
 func (s *snapshot) close() {

@@ -59,6 +59,9 @@ func (b *Backend) sweepSome(n int) error {
 }
 
 func (b *Backend) deleteExpired(keys [][]byte, sizes []int) error {
+	if len(keys) > 0 {
+		b.forget()
+	}
 	for i, k := range keys {
 		if err := b.writeBatch().Delete(k, nil); err != nil {
 			return kv.NewError("cleanup", "", err)
@@ -71,7 +74,8 @@ func (b *Backend) deleteExpired(keys [][]byte, sizes []int) error {
 	return nil
 }
 
-// CleanupExpired removes every expired row.
+// CleanupExpired removes every expired row, and recounts the rows for
+// Stats.
 func (b *Backend) CleanupExpired(ctx context.Context) (int, error) {
 	if err := b.Flush(); err != nil {
 		return 0, err
@@ -79,6 +83,7 @@ func (b *Backend) CleanupExpired(ctx context.Context) (int, error) {
 	lo, hi := b.rangeBounds()
 	now := b.now()
 	removed := 0
+	var rows, size int64 // live rows seen
 	for {
 		var keys [][]byte
 		var sizes []int
@@ -91,6 +96,9 @@ func (b *Backend) CleanupExpired(ctx context.Context) (int, error) {
 			if exp, _, err := splitValue(v); err == nil && exp != 0 && exp <= now {
 				keys = append(keys, bytes.Clone(k))
 				sizes = append(sizes, len(k)+len(v))
+			} else {
+				rows++
+				size += int64(len(k) + len(v))
 			}
 			return nil
 		})
@@ -105,6 +113,8 @@ func (b *Backend) CleanupExpired(ctx context.Context) (int, error) {
 			return removed, err
 		}
 		if next == nil {
+			b.keys.Store(rows)
+			b.bytes.Store(size)
 			return removed, nil
 		}
 		if err := ctx.Err(); err != nil {
