@@ -111,13 +111,12 @@ func (in *sliceInput) Close(context.Context) error { return nil }
 
 // memOutput records what it writes; it can fail or block.
 type memOutput struct {
-	mu       sync.Mutex
-	rows     []string
-	errs     []string
-	failN    int // fail this many writes first
-	writes   int
-	block    chan struct{} // when non-nil, Write waits for it to close
-	unblockd atomic.Bool
+	mu     sync.Mutex
+	rows   []string
+	errs   []string
+	failN  int // fail this many writes first
+	writes int
+	block  chan struct{} // when non-nil, Write waits for it to close
 }
 
 func (o *memOutput) Connect(context.Context) error { return nil }
@@ -429,7 +428,9 @@ func TestFlushAtEndOfStreamAndOnTicks(t *testing.T) {
 	in := &sliceInput{total: 40, batch: 4}
 	out := &memOutput{}
 	sc := stream(in, out, 2, func() component.Processor { return &holder{flushes: &flushes} },
-		func() component.Processor { return funcProc{fn: func(s string) (string, error) { return "x" + s, nil }} })
+		func() component.Processor {
+			return funcProc{fn: func(s string) (string, error) { return "x" + s, nil }}
+		})
 	if err := runStream(t, context.Background(), sc, engine.Options{}); err != nil {
 		t.Fatal(err)
 	}
@@ -509,7 +510,9 @@ func TestShutdownTimeoutWhenOutputHangs(t *testing.T) {
 	out := &memOutput{block: make(chan struct{})}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- runStream(t, ctx, stream(in, out, 1), engine.Options{ShutdownTimeout: 50 * time.Millisecond}) }()
+	go func() {
+		done <- runStream(t, ctx, stream(in, out, 1), engine.Options{ShutdownTimeout: 50 * time.Millisecond})
+	}()
 	waitFor(t, "the pipeline to fill", func() bool { return in.reads.Load() > 3 })
 	cancel()
 	err := <-done

@@ -483,27 +483,6 @@ func (s *Stream) Run(ctx context.Context) error {
 	return nil
 }
 
-// forward copies units from in to out until end of stream.
-func forward(ctx context.Context, in <-chan *unit, out chan<- *unit) {
-	for {
-		var u *unit
-		select {
-		case u = <-in:
-		case <-ctx.Done():
-			return
-		}
-		select {
-		case out <- u:
-		case <-ctx.Done():
-			nackUnit(u)
-			return
-		}
-		if u.kind == message.KindEndOfStream {
-			return
-		}
-	}
-}
-
 // nackUnit tells the input that the unit's batches were not written, and
 // releases the snapshots it carries.
 func nackUnit(u *unit) {

@@ -1,6 +1,7 @@
 package file
 
 import (
+	"bytes"
 	"bufio"
 	"context"
 	"fmt"
@@ -113,6 +114,17 @@ func (o *fileOutput) Connect(context.Context) error {
 	}
 	o.f = f
 	o.regular = st.Mode().IsRegular()
+	if o.regular && flags&os.O_APPEND != 0 && st.Size() > 0 {
+		// A process killed in the middle of a write leaves a torn last
+		// line. That record was never acknowledged and will be written
+		// again, so cut the torn part off rather than glue the next line
+		// to it.
+		if err := cutTornLine(o.path); err != nil {
+			f.Close()
+			o.f = nil
+			return fmt.Errorf("file output: %s: %w", o.path, err)
+		}
+	}
 	if o.w == nil {
 		o.w = bufio.NewWriterSize(f, writeBufferSize)
 	} else {
@@ -172,4 +184,37 @@ func (o *fileOutput) Close(context.Context) error {
 		return fmt.Errorf("file output %s: close: %w", o.path, err)
 	}
 	return nil
+}
+
+// cutTornLine truncates f after its last newline when it does not end with
+// one.
+func cutTornLine(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := st.Size()
+	const chunk = 64 << 10
+	buf := make([]byte, chunk)
+	end := size
+	for end > 0 {
+		start := max(end-chunk, 0)
+		n, err := f.ReadAt(buf[:end-start], start)
+		if err != nil && n < int(end-start) {
+			return fmt.Errorf("read tail: %w", err)
+		}
+		if end == size && n > 0 && buf[n-1] == '\n' {
+			return nil
+		}
+		if i := bytes.LastIndexByte(buf[:n], '\n'); i >= 0 {
+			return f.Truncate(start + int64(i) + 1)
+		}
+		end = start
+	}
+	return f.Truncate(0)
 }

@@ -192,3 +192,21 @@ func TestFileOutputErrors(t *testing.T) {
 		t.Fatalf("delivery %q", r.Spec.Delivery)
 	}
 }
+
+func TestFileOutputCutsTornLineOnAppend(t *testing.T) {
+	for _, tc := range []struct{ before, after string }{
+		{"a\nb\n", "a\nb\n"},
+		{"a\nb\n{\"wo", "a\nb\n"},
+		{"{\"wo", ""},
+	} {
+		path := filepath.Join(t.TempDir(), "out.txt")
+		if err := os.WriteFile(path, []byte(tc.before), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		cutTornLine(path)
+		got, _ := os.ReadFile(path)
+		if string(got) != tc.after {
+			t.Fatalf("%q: got %q, want %q", tc.before, got, tc.after)
+		}
+	}
+}
