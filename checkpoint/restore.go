@@ -241,3 +241,19 @@ func (c *Coordinator) apply(m *Manifest, files map[string][]byte) error {
 	}
 	return nil
 }
+
+// Delete removes checkpoint id's manifest and every file that no other
+// manifest references.
+func (c *Coordinator) Delete(ctx context.Context, id uint64) error {
+	if _, err := c.store.Stat(ctx, c.root+ManifestName(id)); err != nil {
+		return fmt.Errorf("checkpoint %d: %w", id, err)
+	}
+	if err := c.store.Delete(ctx, c.root+ManifestName(id)); err != nil {
+		return fmt.Errorf("checkpoint %d: delete manifest: %w", id, err)
+	}
+	good, _, err := c.List(ctx)
+	if err != nil {
+		return err
+	}
+	return c.collectGarbage(ctx, good)
+}

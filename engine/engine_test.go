@@ -559,3 +559,17 @@ func TestPermanentWriteErrorGoesToErrorOutput(t *testing.T) {
 		t.Fatalf("out %d rows, acked %d, writes %d", len(out.snapshot()), in.acked.Load(), out.writes)
 	}
 }
+
+// brokenInput cannot connect, for good.
+type brokenInput struct{ sliceInput }
+
+func (*brokenInput) Connect(context.Context) error {
+	return component.Permanent(errors.New("no such file"))
+}
+
+func TestPermanentInputErrorFailsTheStream(t *testing.T) {
+	err := runStream(t, context.Background(), stream(&brokenInput{}, &memOutput{}, 2), engine.Options{})
+	if err == nil || !strings.Contains(err.Error(), "no such file") {
+		t.Fatalf("Run = %v, want the input's error", err)
+	}
+}

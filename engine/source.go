@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/weir-stream/weir/component"
@@ -10,7 +11,8 @@ import (
 )
 
 // readLoop connects the input and reads batches into out until the input
-// ends (out is closed) or ctx is cancelled (a graceful stop).
+// ends (out is closed) or ctx is cancelled (a graceful stop). A permanent
+// connect error is stored in s.inputErr and ends the stream.
 func (s *Stream) readLoop(ctx context.Context, out chan<- *unit) {
 	defer close(out)
 	if !s.connectInput(ctx) {
@@ -87,6 +89,12 @@ func (s *Stream) connectInput(ctx context.Context) bool {
 		if ctx.Err() != nil {
 			return false
 		}
+		if component.IsPermanent(err) {
+			s.inputM.Errors.Inc()
+			s.inputErr = fmt.Errorf("input: %w", err)
+			s.log.Error("input cannot connect and retrying will not help; stopping the stream", "error", err)
+			return false
+		}
 		s.inputM.Connected.Set(0)
 		s.inputM.Retries.Inc()
 		s.setStatus(StatusRetrying)
@@ -129,7 +137,9 @@ func (s *Stream) sourceLoop(ctx, hard context.Context, in <-chan *unit, out chan
 				// final checkpoint when there is one).
 				eos := message.EndOfStream()
 				eos.Drain = !stopping || s.opts.FinalCheckpoint == nil
-				if s.opts.FinalCheckpoint != nil {
+				// A failed input takes no final checkpoint: the stream
+				// fails, and a restart resumes from the last good one.
+				if s.opts.FinalCheckpoint != nil && s.inputErr == nil {
 					eos.CheckpointID = s.opts.FinalCheckpoint(s)
 				}
 				send(&unit{kind: message.KindEndOfStream, ctrl: eos, pos: pos})

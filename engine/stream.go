@@ -126,6 +126,7 @@ type Stream struct {
 	errOut   *sink // nil: failed records are logged and counted
 	flushInt time.Duration
 	barriers chan uint64 // checkpoint triggers for the source
+	inputErr error       // set by the reader when the input fails for good
 
 	status  atomic.Int32
 	records atomic.Int64 // records read, for progress
@@ -473,6 +474,9 @@ func (s *Stream) Run(ctx context.Context) error {
 		errs = append([]error{ErrShutdownTimeout}, errs...)
 	} else if sinkErr != nil {
 		errs = append([]error{sinkErr}, errs...)
+	}
+	if s.inputErr != nil {
+		errs = append([]error{s.inputErr}, errs...)
 	}
 	if len(errs) > 0 {
 		s.setStatus(StatusFailed)

@@ -18,6 +18,7 @@
 package file
 
 import (
+	"io/fs"
 	"bufio"
 	"bytes"
 	"context"
@@ -201,6 +202,10 @@ func (in *fileInput) Connect(context.Context) error {
 	}
 	f, err := os.Open(in.path)
 	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, fs.ErrPermission) {
+			// Waiting will not make the file appear: fail the stream.
+			return component.Permanent(fmt.Errorf("file input: %w", err))
+		}
 		return fmt.Errorf("file input: %w", err)
 	}
 	st, err := f.Stat()

@@ -66,6 +66,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newComponentsCmd(),
 		newSchemaCmd(),
 		newVersionCmd(),
+		newCheckpointsCmd(),
 	)
 	return root
 }
