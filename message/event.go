@@ -36,8 +36,8 @@ func (k Kind) String() string {
 // Event is what travels on every channel of the dataflow: a data batch or a
 // control event, in order.
 type Event struct {
-	Kind         Kind
-	Batch        *Batch // KindData
+	Kind  Kind
+	Batch *Batch // KindData
 	// CheckpointID is the checkpoint of a barrier, or on the end of stream
 	// the final checkpoint taken after it (0: none).
 	CheckpointID uint64

@@ -4,8 +4,8 @@ package main
 import (
 	"os"
 
-	"github.com/weir-stream/weir/internal/cli"
 	_ "github.com/weir-stream/weir/internal/builtin"
+	"github.com/weir-stream/weir/internal/cli"
 )
 
 func main() { os.Exit(cli.Run()) }

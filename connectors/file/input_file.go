@@ -18,7 +18,6 @@
 package file
 
 import (
-	"io/fs"
 	"bufio"
 	"bytes"
 	"context"
@@ -27,6 +26,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"math"
 	"os"

@@ -1,8 +1,8 @@
 package file
 
 import (
-	"bytes"
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
