@@ -37,8 +37,10 @@ type seqInput struct {
 	total, batch, keys int
 	next               int
 	pauseAt            int
-	paused             chan struct{}
-	release            chan struct{}
+	paused             chan struct{} // closed by the reader when it pauses
+	release            chan struct{} // closed by the test to resume
+	pausedOnce         sync.Once
+	released           bool // reader-only
 }
 
 func (in *seqInput) Connect(context.Context) error { return nil }
@@ -47,14 +49,11 @@ func (in *seqInput) Seek(pos []byte) error {
 	return nil
 }
 func (in *seqInput) Read(ctx context.Context) (*message.Batch, message.AckFunc, error) {
-	if in.release != nil && in.next >= in.pauseAt {
-		if in.paused != nil {
-			close(in.paused)
-			in.paused = nil
-		}
+	if in.release != nil && !in.released && in.next >= in.pauseAt {
+		in.pausedOnce.Do(func() { close(in.paused) })
 		select {
 		case <-in.release:
-			in.release = nil
+			in.released = true
 		case <-ctx.Done():
 			return nil, nil, ctx.Err()
 		}
@@ -342,10 +341,11 @@ func TestIncrementalCheckpointsAndRetention(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	const keys = 5000
+	const keys = 20000
 	// Pause after every key has been counted once; then checkpoint, let a
-	// little more through (1% of keys), checkpoint again.
-	in := &seqInput{total: keys + 50, batch: 50, keys: keys, pauseAt: keys, paused: make(chan struct{}), release: make(chan struct{})}
+	// little more through (1% of keys), checkpoint again. (The barrier may
+	// be cut one batch before the pause: up to 2% of keys change.)
+	in := &seqInput{total: keys + 200, batch: 200, keys: keys, pauseAt: keys, paused: make(chan struct{}), release: make(chan struct{})}
 	h := newHarness(t, store, in, 2, checkpoint.Config{Retained: 2})
 	if _, err := h.coord.Restore(context.Background(), 0, false); err != nil {
 		t.Fatal(err)
@@ -513,9 +513,12 @@ func TestNoUsableCheckpointFailsUnlessFresh(t *testing.T) {
 type blockingOut struct {
 	memOut
 	release chan struct{}
+	entered chan struct{} // closed by the first Write
+	once    sync.Once
 }
 
 func (o *blockingOut) Write(ctx context.Context, b *message.Batch) error {
+	o.once.Do(func() { close(o.entered) })
 	select {
 	case <-o.release:
 	case <-ctx.Done():
@@ -526,15 +529,14 @@ func (o *blockingOut) Write(ctx context.Context, b *message.Batch) error {
 
 func TestCheckpointTimeoutThenNextSucceeds(t *testing.T) {
 	store, _ := storage.NewLocal(t.TempDir())
-	in := &seqInput{total: 2000, batch: 10, keys: 10, pauseAt: 500, paused: make(chan struct{}), release: make(chan struct{})}
+	in := &seqInput{total: 1 << 40, batch: 10, keys: 10}
 	h := &harness{}
-	out := &blockingOut{release: make(chan struct{})}
+	out := &blockingOut{release: make(chan struct{}), entered: make(chan struct{})}
 	reg := metrics.New()
-	// The counter emits at end; give the output rows earlier with a flush
-	// so the barrier waits behind a blocked write: use the output for the
-	// final rows only, and block the barrier by blocking the sink on data.
+	// A stateless stream whose output blocks: the barrier cannot reach the
+	// sink, so the checkpoint times out.
 	sc := streamConfig(in, out, 1)
-	sc.Pipeline.Processors = nil // stateless: data reaches the blocked output
+	sc.Pipeline.Processors = nil
 	s, err := engine.NewStream(sc, engine.Options{Metrics: reg,
 		OnBarrier: func(ctx context.Context, st *engine.Stream, b *engine.Barrier) { h.coord.OnBarrier(ctx, st, b) }})
 	if err != nil {
@@ -548,21 +550,26 @@ func TestCheckpointTimeoutThenNextSucceeds(t *testing.T) {
 	if _, err := h.coord.Restore(context.Background(), 0, false); err != nil {
 		t.Fatal(err)
 	}
-	wait := h.start(t, context.Background())
-	<-in.paused
+	ctx, stop := context.WithCancel(context.Background())
+	wait := h.start(t, ctx)
+	<-out.entered
 	_, err = h.coord.CreateCheckpoint(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "timed out") {
 		t.Fatalf("CreateCheckpoint with a blocked output = %v, want a timeout", err)
 	}
 	close(out.release)
-	close(in.release)
 	id, err := h.coord.CreateCheckpoint(context.Background())
 	if err != nil {
 		t.Fatalf("the next checkpoint failed: %v", err)
 	}
-	if id <= 1 {
-		t.Fatalf("id %d", id)
+	if id != 2 {
+		t.Fatalf("id %d, want 2", id)
 	}
+	good, _, _ := h.coord.List(context.Background())
+	if len(good) != 1 || good[0].ID != 2 {
+		t.Fatalf("manifests: %d, want only checkpoint 2", len(good))
+	}
+	stop()
 	if err := wait(); err != nil {
 		t.Fatal(err)
 	}
