@@ -299,7 +299,9 @@ func warnings(root *Root, stateConf *component.Config) []string {
 	if st.ExactlyOnce && !st.Enabled {
 		warn(stateConf, keyExactlyOnce, "true but state.enabled is false: no checkpoints are taken, so delivery is at-least-once")
 	}
-	if st.S3 != nil && st.BackendType != BackendS3 && st.BackendType != BackendHybrid {
+	// An s3_config whose bucket comes out empty (a template filled from
+	// unset variables) is not worth a warning.
+	if st.S3 != nil && st.S3.Bucket != "" && st.BackendType != BackendS3 && st.BackendType != BackendHybrid {
 		warn(stateConf, keyS3Config, "set but backend_type %s does not use S3", st.BackendType)
 	}
 	for _, s := range root.Streams {

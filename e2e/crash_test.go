@@ -3,7 +3,6 @@ package e2e
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -12,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/weir-stream/weir/checkpoint/storage/storagetest"
 )
 
 // TestWordCountSurvivesSIGKILL kills the real binary with SIGKILL at random
@@ -20,6 +21,24 @@ import (
 // every count 1..n appears (nothing lost), none is above n, and the last
 // line of each word carries its total (the state is exactly right).
 func TestWordCountSurvivesSIGKILL(t *testing.T) {
+	crashWordCount(t, []string{"STATE_DIR=" + filepath.Join(t.TempDir(), "state")})
+}
+
+// TestWordCountSurvivesSIGKILLWithS3 is the same with Hybrid state: memory
+// state, checkpoints in a real S3 server (MinIO, started by make test).
+func TestWordCountSurvivesSIGKILLWithS3(t *testing.T) {
+	s3 := storagetest.S3FromEnv(t)
+	store := s3.NewS3(t) // creates the bucket; cleans the prefix up
+	_ = store
+	prefix := storagetest.UniquePrefix(t)
+	crashWordCount(t, []string{
+		"STATE_BACKEND=Hybrid", "STATE_DIR=" + filepath.Join(t.TempDir(), "state"),
+		"S3_BUCKET=" + s3.Bucket, "S3_PREFIX=" + prefix, "S3_ENDPOINT=" + s3.Endpoint, "S3_USE_SSL=false",
+		"AWS_REGION=" + s3.Region, "AWS_ACCESS_KEY_ID=" + s3.AccessKey, "AWS_SECRET_ACCESS_KEY=" + s3.SecretKey,
+	})
+}
+
+func crashWordCount(t *testing.T, stateEnv []string) {
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("WEIR_CRASH_SEED"); s != "" {
 		seed, _ = strconv.ParseUint(s, 10, 64)
@@ -46,8 +65,7 @@ func TestWordCountSurvivesSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "counts.ndjson")
-	env := []string{"INPUT_FILE=" + in, "OUTPUT_FILE=" + out, "STATE_DIR=" + filepath.Join(dir, "state"),
-		"CHECKPOINT_INTERVAL_MS=50", "THREADS=2"}
+	env := append([]string{"INPUT_FILE=" + in, "OUTPUT_FILE=" + out, "CHECKPOINT_INTERVAL_MS=50", "THREADS=2"}, stateEnv...)
 
 	kills := 0
 	for attempt := 0; ; attempt++ {
@@ -123,5 +141,4 @@ verify:
 		t.Errorf("%d words in output, %d in input", len(last), len(want))
 	}
 	t.Logf("%d kills, %d words verified", kills, len(want))
-	_ = fmt.Sprint
 }
