@@ -211,7 +211,15 @@ type harness struct {
 
 func newHarness(t *testing.T, store storage.Storage, in component.Input, threads int, cfg checkpoint.Config) *harness {
 	t.Helper()
-	h := &harness{out: &memOut{}}
+	out := &memOut{}
+	h := newHarnessFromConfig(t, store, streamConfig(in, out, threads), cfg)
+	h.out = out
+	return h
+}
+
+func newHarnessFromConfig(t *testing.T, store storage.Storage, sc config.Stream, cfg checkpoint.Config) *harness {
+	t.Helper()
+	h := &harness{}
 	reg := metrics.New()
 	opts := engine.Options{
 		Metrics: reg,
@@ -220,7 +228,7 @@ func newHarness(t *testing.T, store storage.Storage, in component.Input, threads
 		},
 		FinalCheckpoint: func(s *engine.Stream) uint64 { return h.coord.FinalCheckpoint(s) },
 	}
-	s, err := engine.NewStream(streamConfig(in, h.out, threads), opts)
+	s, err := engine.NewStream(sc, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/weir-stream/weir/checkpoint/storage"
 	"github.com/weir-stream/weir/engine"
+	"github.com/weir-stream/weir/internal/backoff"
 	"github.com/weir-stream/weir/metrics"
 	"github.com/weir-stream/weir/state/kv"
 )
@@ -320,9 +321,43 @@ func (c *Coordinator) abortLocked(p *inflight, err error, counted bool) {
 	if c.failures > c.cfg.TolerableFailures && c.fatal == nil {
 		c.fatal = fmt.Errorf("checkpoint: %d consecutive checkpoints failed (tolerable_failed_checkpoints is %d); last: %w", c.failures, c.cfg.TolerableFailures, err)
 	}
+	if c.stream != nil {
+		for label, out := range c.stream.Committers() {
+			actx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+			if aerr := out.Abort(actx, p.id); aerr != nil {
+				c.log.Warn("aborting an output's epoch failed; recovery aborts it", "output", label, "checkpoint", p.id, "error", aerr)
+			}
+			cancel()
+		}
+	}
 	if c.hooks.Abort != nil {
 		c.hooks.Abort(context.Background(), p.id, err)
 	}
+}
+
+// commitSinks commits the two-phase-commit outputs of completed
+// checkpoint m, retrying until ctx ends: the checkpoint is complete, so
+// its records must become visible.
+func (c *Coordinator) commitSinks(ctx context.Context, m *Manifest) error {
+	if c.stream == nil {
+		return nil
+	}
+	for label, out := range c.stream.Committers() {
+		for attempt := 0; ; attempt++ {
+			err := out.Commit(ctx, m.ID, m.Sinks[label])
+			if err == nil {
+				break
+			}
+			if ctx.Err() != nil {
+				return fmt.Errorf("checkpoint %d: commit %s: %w", m.ID, label, err)
+			}
+			c.log.Warn("commit failed; retrying", "output", label, "checkpoint", m.ID, "error", err, "attempt", attempt+1)
+			if backoff.Default.Sleep(ctx, attempt) != nil {
+				return fmt.Errorf("checkpoint %d: commit %s: %w", m.ID, label, err)
+			}
+		}
+	}
+	return nil
 }
 
 // complete writes checkpoint p from its barrier b.
@@ -371,6 +406,14 @@ func (c *Coordinator) complete(p *inflight, b *engine.Barrier) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 	defer cancel()
 	p.cancel()
+	if err := c.commitSinks(ctx, m); err != nil {
+		c.mu.Lock()
+		if c.fatal == nil {
+			c.fatal = err
+		}
+		c.mu.Unlock()
+		c.log.Error("committing the outputs of a completed checkpoint failed", "checkpoint", m.ID, "error", err)
+	}
 	if c.hooks.Complete != nil {
 		c.hooks.Complete(ctx, m)
 	}
@@ -493,6 +536,7 @@ func (c *Coordinator) write(p *inflight, b *engine.Barrier) (*Manifest, error) {
 		}
 		m.Operators = append(m.Operators, os)
 	}
+	m.Sinks = b.Sinks
 	if c.hooks.Prepare != nil {
 		sinks, err := c.hooks.Prepare(ctx, b.ID)
 		if err != nil {

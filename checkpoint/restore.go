@@ -177,6 +177,9 @@ func (c *Coordinator) Restore(ctx context.Context, id uint64, fresh bool) (*Mani
 		if len(ids) > 0 && !fresh {
 			return nil, fmt.Errorf("%w: %d checkpoints in %s, none verifies (use --fresh to start without state)", ErrNoUsableCheckpoint, len(ids), c.store)
 		}
+		if err := c.recoverSinks(ctx, nil); err != nil {
+			return nil, err
+		}
 		if err := c.collectGarbage(ctx, retained); err != nil {
 			c.log.Warn("deleting unreferenced checkpoint files failed", "error", err)
 		}
@@ -184,6 +187,9 @@ func (c *Coordinator) Restore(ctx context.Context, id uint64, fresh bool) (*Mani
 	}
 	if err := c.apply(chosen, files); err != nil {
 		return nil, fmt.Errorf("checkpoint %d: restore: %w", chosen.ID, err)
+	}
+	if err := c.recoverSinks(ctx, chosen); err != nil {
+		return nil, err
 	}
 	c.mu.Lock()
 	c.lastCompleted = chosen.ID
@@ -256,4 +262,27 @@ func (c *Coordinator) Delete(ctx context.Context, id uint64) error {
 		return err
 	}
 	return c.collectGarbage(ctx, good)
+}
+
+// recoverSinks finishes what the two-phase-commit outputs left pending:
+// the restored checkpoint's epoch is committed (again: commits are
+// idempotent), anything later is aborted.
+func (c *Coordinator) recoverSinks(ctx context.Context, m *Manifest) error {
+	if c.stream == nil {
+		return nil
+	}
+	for label, out := range c.stream.Committers() {
+		var id uint64
+		var handle []byte
+		if m != nil {
+			id, handle = m.ID, m.Sinks[label]
+		}
+		if err := out.Recover(ctx, id, handle); err != nil {
+			return fmt.Errorf("recover output %s (checkpoint %d): %w", label, id, err)
+		}
+		if m != nil {
+			c.log.Info("output recovered: the restored checkpoint's records are committed, later ones aborted", "output", label, "checkpoint", id)
+		}
+	}
+	return nil
 }

@@ -166,3 +166,44 @@ func IsPermanent(err error) bool {
 	var r interface{ Retryable() bool }
 	return errors.As(err, &r) && !r.Retryable()
 }
+
+// Committer is implemented by outputs that deliver exactly once through
+// two-phase commit (kafka and file with exactly_once: true). The engine
+// drives it from checkpoints:
+//
+//   - Write adds records to the current epoch, invisible to readers.
+//   - PreCommit(id) is called by the sink goroutine when the barrier of
+//     checkpoint id reaches the output: every record written before it must
+//     become durable but stay invisible (Kafka: flush the open transaction;
+//     files: close the staged part file), and later Writes belong to the
+//     next epoch. It returns a handle — what Commit needs to finish the
+//     epoch in another process after a crash (transactional id, producer id
+//     and epoch; the staged file names) — which the checkpoint's manifest
+//     stores.
+//   - Commit(id, handle) makes epoch id visible. It is called once the
+//     checkpoint's manifest is stored, from another goroutine than Write
+//     (Commit must be safe to run concurrently with Write), and again after
+//     a crash from the handle of the restored checkpoint: it must be
+//     idempotent.
+//   - Abort(id) discards epoch id (its checkpoint failed). Records of an
+//     aborted epoch are written again by the replay after recovery.
+//   - Recover(id, handle) is called once, before Connect, when a stream
+//     starts: id and handle are those of the checkpoint restored (commit
+//     it, idempotently: it may or may not have been committed before the
+//     crash), or 0 and nil when there is none. Every other pending epoch of
+//     this output (later checkpoints that never completed; a zombie writer
+//     still running) must be aborted or fenced.
+type Committer interface {
+	Output
+	PreCommit(ctx context.Context, id uint64) (handle []byte, err error)
+	Commit(ctx context.Context, id uint64, handle []byte) error
+	Abort(ctx context.Context, id uint64) error
+	Recover(ctx context.Context, id uint64, handle []byte) error
+}
+
+// ExactlyOnce is implemented by outputs that may or may not use two-phase
+// commit depending on their config: ExactlyOnce reports whether this
+// instance does (exactly_once: true).
+type ExactlyOnce interface {
+	ExactlyOnce() bool
+}

@@ -129,6 +129,7 @@ func (s *Stream) sinkLoop(ctx context.Context, in <-chan *unit) error {
 		}
 		if u.kind == message.KindBarrier || (u.kind == message.KindEndOfStream && u.ctrl.CheckpointID != 0) {
 			b := &Barrier{ID: u.ctrl.CheckpointID, Position: u.pos, Snapshots: u.snaps, Err: u.err}
+			s.preCommit(ctx, b)
 			if s.opts.OnBarrier != nil {
 				s.opts.OnBarrier(ctx, s, b)
 			} else {
@@ -169,4 +170,42 @@ func (s *Stream) deliver(ctx context.Context, b *message.Batch) error {
 	}
 	s.log.Warn("records failed and there is no error_output; dropping them", "records", n, "error", first)
 	return nil
+}
+
+// Committers returns the stream's two-phase-commit outputs by label
+// ("output", "error_output"): outputs that implement component.Committer
+// and, when they implement component.ExactlyOnce, have it enabled.
+func (s *Stream) Committers() map[string]component.Committer {
+	out := map[string]component.Committer{}
+	for label, k := range map[string]*sink{"output": s.out, "error_output": s.errOut} {
+		if k == nil {
+			continue
+		}
+		c, ok := k.out.(component.Committer)
+		if !ok {
+			continue
+		}
+		if eo, ok := k.out.(component.ExactlyOnce); ok && !eo.ExactlyOnce() {
+			continue
+		}
+		out[label] = c
+	}
+	return out
+}
+
+// preCommit pre-commits the two-phase-commit outputs at barrier b: what
+// they wrote before it becomes durable, still invisible, until the
+// checkpoint completes.
+func (s *Stream) preCommit(ctx context.Context, b *Barrier) {
+	for label, c := range s.Committers() {
+		h, err := c.PreCommit(ctx, b.ID)
+		if err != nil {
+			b.Err = errors.Join(b.Err, fmt.Errorf("%s: pre-commit: %w", label, err))
+			continue
+		}
+		if b.Sinks == nil {
+			b.Sinks = map[string][]byte{}
+		}
+		b.Sinks[label] = h
+	}
 }

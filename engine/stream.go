@@ -256,6 +256,9 @@ func NewStream(cfg config.Stream, opts Options) (*Stream, error) {
 		}
 		s.out.failFast = true
 	}
+	if len(s.Committers()) > 0 && opts.FinalCheckpoint == nil {
+		return nil, cfg.Output.Errorf("exactly_once", "an exactly-once output commits at checkpoints: set state.enabled: true")
+	}
 	ok = true
 	return s, nil
 }

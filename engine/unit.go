@@ -70,7 +70,11 @@ type Barrier struct {
 	Position []byte
 	// Snapshots are the frozen states of every stateful processor instance.
 	Snapshots []OperatorSnapshot
-	// Err is set when an operator failed to snapshot: the checkpoint fails.
+	// Sinks are the pre-commit handles of the two-phase-commit outputs, by
+	// output label ("output", "error_output").
+	Sinks map[string][]byte
+	// Err is set when an operator failed to snapshot or an output to
+	// pre-commit: the checkpoint fails.
 	Err error
 }
 
