@@ -131,6 +131,10 @@ func (c *Coordinator) Restore(ctx context.Context, id uint64, fresh bool) (*Mani
 	var files map[string][]byte
 	for _, mid := range ids {
 		if id != 0 && mid > id {
+			// Newer than the one asked for: kept (with its files), not used.
+			if m, err := c.loadManifest(ctx, mid); err == nil {
+				valid = append(valid, m)
+			}
 			continue
 		}
 		m, err := c.loadManifest(ctx, mid)
@@ -161,8 +165,14 @@ func (c *Coordinator) Restore(ctx context.Context, id uint64, fresh bool) (*Mani
 	if id != 0 && chosen == nil && !fresh {
 		return nil, fmt.Errorf("checkpoint %d: not found in %s", id, c.store)
 	}
-	// Keep the newest valid manifests (their files stay referenced).
+	// Keep the newest valid manifests (their files stay referenced); older
+	// ones go, as retention would have removed them.
 	if len(valid) > c.cfg.Retained {
+		for _, old := range valid[c.cfg.Retained:] {
+			if err := c.store.Delete(ctx, c.root+ManifestName(old.ID)); err != nil {
+				c.log.Warn("deleting an old checkpoint manifest failed", "checkpoint", old.ID, "error", err)
+			}
+		}
 		valid = valid[:c.cfg.Retained]
 	}
 	retained := make([]*Manifest, 0, len(valid))

@@ -11,9 +11,7 @@ import (
 	"github.com/weir-stream/weir/state/kv"
 )
 
-// ManagerConfig configures a Manager (the guide's EnhancedStateConfig,
-// without the checkpoint settings, which belong to the checkpoint
-// coordinator).
+// ManagerConfig configures a Manager (the guide's EnhancedStateConfig).
 type ManagerConfig struct {
 	// Backend is where working state lives: BackendMemory (default) or
 	// BackendPebble; ParseBackendKind maps the guide's backend_type.
@@ -31,39 +29,39 @@ type ManagerConfig struct {
 	DefaultTTL time.Duration
 	// Clock tells processing time for TTLs (default the wall clock).
 	Clock Clock
-	// Logger receives backend logs (default discarded).
+	// Logger receives backend and checkpoint logs (default discarded).
 	Logger *slog.Logger
+	// Checkpoints says where CreateCheckpoint writes and
+	// RecoverFromLatestCheckpoint reads (the guide's s3_config, prefix and
+	// retained_checkpoints). Without a Storage the manager has no
+	// checkpoints.
+	Checkpoints CheckpointConfig
 }
 
-// Manager is the guide's state manager: it owns a backend holding every
-// key group, hands out stores (PartitionedState, State), and is the hook
-// for checkpoints (Snapshot, ConfirmSnapshot, Restore). It is safe for
-// concurrent use.
+// Manager is the guide's EnhancedStateManager: it owns a backend holding
+// every key group, hands out stores (PartitionedState, State), runs
+// batches against them (ProcessBatch), and checkpoints them to a
+// storage (CreateCheckpoint, RecoverFromLatestCheckpoint; see
+// manager_checkpoint.go). It is safe for concurrent use.
 //
-// Checkpointing (CreateCheckpoint, RecoverFromLatestCheckpoint) and
-// ProcessBatch build on the hooks: Snapshot takes the write lock for the
-// moment the backend freezes its view, so a snapshot never holds part of a
-// batch; the view is then written per key group without any lock. A
-// checkpoint N is:
+// The lower-level hooks (Snapshot, ConfirmSnapshot, Restore) are what
+// checkpoints are built from; a caller that uses CreateCheckpoint should
+// not call them too: a snapshot confirmed behind the manager's back makes
+// its next checkpoint a full one.
 //
-//	snap, _ := m.Snapshot()
-//	for kg := range m.MaxKeyGroups() {
-//		if incremental && snap.Base() == seqOfLastCompletedCheckpoint {
-//			state.WriteChanges(w, snap, kg) // only if snap.Changed(kg)
-//		} else {
-//			state.WriteKeyGroup(w, snap, kg)
-//		}
-//	}
-//	snap.Release()
-//	// ... manifest written, checkpoint complete:
-//	m.ConfirmSnapshot(snap.Seq())
-//
-// and recovery restores the newest complete chain (a full file, then its
-// deltas in order) with Restore; afterwards Base() is 0 until a snapshot
-// is confirmed, meaning "relative to what was restored".
+// Lock order: ck.mu (checkpoints, recovery, Close), then gate (ProcessBatch
+// shares it, a checkpoint's snapshot and recovery take it alone), then
+// core.mu (every state operation), then mu.
 type Manager struct {
 	cfg  ManagerConfig
 	core *storeCore
+	ck   checkpointer // its mu serializes CreateCheckpoint, recovery and Close
+	root string       // the checkpoints' prefix in the storage, "" or ending in "/"
+
+	// gate keeps checkpoints between batches: ProcessBatch holds it shared
+	// while its processor runs, a checkpoint holds it alone while it takes
+	// its snapshot, recovery while it restores.
+	gate sync.RWMutex
 
 	mu     sync.Mutex // guards stores
 	stores map[int]*store
@@ -84,6 +82,10 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 	if cfg.DefaultTTL < 0 {
 		return nil, fmt.Errorf("state: manager: %w: negative default TTL", kv.ErrInvalid)
 	}
+	root, err := cfg.Checkpoints.ensureDefaults()
+	if err != nil {
+		return nil, err
+	}
 	b, err := NewBackend(BackendConfig{
 		Kind:         cfg.Backend,
 		Dir:          cfg.Dir,
@@ -100,7 +102,7 @@ func NewManager(cfg ManagerConfig) (*Manager, error) {
 		_ = b.Close()
 		return nil, err
 	}
-	m := &Manager{cfg: cfg, core: core, stores: make(map[int]*store)}
+	m := &Manager{cfg: cfg, core: core, root: root, stores: make(map[int]*store)}
 	m.all = &store{core: core, kg: -1}
 	return m, nil
 }
@@ -197,9 +199,13 @@ func (m *Manager) Restore(r io.Reader) error {
 	return m.core.b.Restore(r)
 }
 
-// Close drops open batches and closes the backend. Stores fail with
-// ErrClosed afterwards.
+// Close drops open batches and closes the backend; it waits for a
+// checkpoint or recovery in progress. Stores fail with ErrClosed
+// afterwards. Close does not close the checkpoint storage, which the
+// caller owns.
 func (m *Manager) Close() error {
+	m.ck.mu.Lock()
+	defer m.ck.mu.Unlock()
 	m.core.mu.Lock()
 	defer m.core.mu.Unlock()
 	if m.core.closed {
