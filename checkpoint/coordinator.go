@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weir-stream/weir/checkpoint/storage"
+	"github.com/weir-stream/weir/component"
 	"github.com/weir-stream/weir/engine"
 	"github.com/weir-stream/weir/internal/backoff"
 	"github.com/weir-stream/weir/metrics"
@@ -414,6 +415,7 @@ func (c *Coordinator) complete(p *inflight, b *engine.Barrier) {
 		c.mu.Unlock()
 		c.log.Error("committing the outputs of a completed checkpoint failed", "checkpoint", m.ID, "error", err)
 	}
+	c.notifyInput(ctx, m, retained)
 	if c.hooks.Complete != nil {
 		c.hooks.Complete(ctx, m)
 	}
@@ -637,4 +639,24 @@ func (c *Coordinator) collectGarbage(ctx context.Context, retained []*Manifest) 
 		return nil
 	}
 	return storage.DeleteMany(ctx, c.store, del)
+}
+
+// notifyInput tells the input that checkpoint m completed, and which data
+// no retained checkpoint needs any more. Failures are logged: the
+// checkpoint is complete either way.
+func (c *Coordinator) notifyInput(ctx context.Context, m *Manifest, retained []*Manifest) {
+	if c.stream == nil || m.Position == nil {
+		return
+	}
+	in := c.stream.Input()
+	if cc, ok := in.(component.CheckpointCommitter); ok {
+		if err := cc.CommitCheckpoint(ctx, m.Position); err != nil {
+			c.log.Warn("input could not commit the checkpoint's position", "checkpoint", m.ID, "error", err)
+		}
+	}
+	if r, ok := in.(component.Retainer); ok && len(retained) > 0 && retained[0].Position != nil {
+		if err := r.ReleaseBefore(ctx, retained[0].Position); err != nil {
+			c.log.Warn("input could not release data older than the oldest retained checkpoint", "checkpoint", retained[0].ID, "error", err)
+		}
+	}
 }

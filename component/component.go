@@ -90,6 +90,10 @@ type Resources struct {
 	State        kv.Backend
 	KeyGroups    kv.KeyGroupRange
 	MaxKeyGroups int
+	// DataDir is a local directory for this stream's durable component data
+	// (the transaction log of inputs that cannot replay). It is set when
+	// state.enabled is true, and empty otherwise.
+	DataDir string
 }
 
 // Keyed is implemented by stateful processors (Spec.Stateful). The engine
@@ -206,4 +210,19 @@ type Committer interface {
 // instance does (exactly_once: true).
 type ExactlyOnce interface {
 	ExactlyOnce() bool
+}
+
+// CheckpointCommitter is implemented by inputs that act once a checkpoint
+// has completed: pos is the input's position stored in it. The Kafka input
+// commits it as the consumer group's offsets (for lag monitoring; the
+// checkpoint, not the group, is where a restart resumes).
+type CheckpointCommitter interface {
+	CommitCheckpoint(ctx context.Context, pos []byte) error
+}
+
+// Retainer is implemented by inputs that keep data for replay (the
+// transaction log): after a checkpoint completes, pos is the position of
+// the oldest checkpoint still retained; data up to it is no longer needed.
+type Retainer interface {
+	ReleaseBefore(ctx context.Context, pos []byte) error
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,6 +43,9 @@ type Options struct {
 	// has passed the whole stream. It owns b's snapshots. Without it they
 	// are released.
 	OnBarrier func(ctx context.Context, stream *Stream, b *Barrier)
+	// DataDir, when set, is the root of the streams' local data directories
+	// (component.Resources.DataDir is DataDir/<stream>).
+	DataDir string
 	// FinalCheckpoint, when set, returns the id of the checkpoint taken at
 	// the end of the stream (after the input ended or the stream was
 	// stopped), or 0 for none. Setting it means checkpointing is on.
@@ -174,7 +178,11 @@ func NewStream(cfg config.Stream, opts Options) (*Stream, error) {
 	if reg == nil {
 		return nil, cfg.Input.Errorf("type", "unknown input type %q", cfg.Input.Type)
 	}
-	in, err := reg.NewInput(cfg.Input, res("input", cfg.Input.Type))
+	inRes := res("input", cfg.Input.Type)
+	if opts.DataDir != "" {
+		inRes.DataDir = filepath.Join(opts.DataDir, name)
+	}
+	in, err := reg.NewInput(cfg.Input, inRes)
 	if err != nil {
 		return nil, err
 	}

@@ -78,6 +78,7 @@ func newStateSetup(ctx context.Context, cfg config.State, opts *engine.Options) 
 	if !cfg.Enabled {
 		return nil, nil
 	}
+	opts.DataDir = filepath.Join(cfg.StateDir, cfg.PipelineID, ".data")
 	store, err := checkpointStore(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("state: checkpoint storage: %w", err)
