@@ -80,7 +80,11 @@ type counter struct {
 }
 
 func newCounter(res component.Resources) (*counter, error) {
-	kc, err := state.NewKeyedContext(res.State)
+	b := res.State
+	if fb, ok := b.(faultBackend); ok { // the engine snapshots the wrapper
+		b = fb.Backend
+	}
+	kc, err := state.NewKeyedContext(b)
 	if err != nil {
 		return nil, err
 	}

@@ -373,7 +373,11 @@ func (c *Coordinator) complete(p *inflight, b *engine.Barrier) {
 	}
 	if err != nil {
 		reason := "task"
-		if storage.IsTransient(err) || errors.Is(err, context.DeadlineExceeded) {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			reason = "timeout"
+			err = fmt.Errorf("checkpoint %d timed out after %v (raise checkpoint_timeout_ms): %w", p.id, c.cfg.Timeout, err)
+		case storage.IsTransient(err):
 			reason = "storage"
 		}
 		c.m.Failed(reason)
