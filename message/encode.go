@@ -15,7 +15,9 @@ import (
 // the __value__ column when the batch has one, otherwise one JSON object per
 // row built from every column that is not metadata (__meta_*).
 type RowEncoder struct {
-	buf []byte
+	buf  []byte
+	cols []arrow.Array
+	keys [][]byte // per column: `{"name":` or `,"name":`
 }
 
 // Rows calls fn for each row with its payload. The slice passed to fn is
@@ -31,15 +33,33 @@ func (e *RowEncoder) Rows(b *Batch, fn func(row int, payload []byte) error) erro
 	}
 	rec := b.Record()
 	schema := rec.Schema()
-	var cols []int
+	e.cols = e.cols[:0]
+	e.keys = e.keys[:0]
 	for i, f := range schema.Fields() {
 		if !strings.HasPrefix(f.Name, MetaPrefix) && f.Name != ValueColumn {
-			cols = append(cols, i)
+			e.cols = append(e.cols, rec.Column(i))
+			// `"name":` (with the leading comma after the first), once per batch.
+			var k []byte
+			if len(e.keys) == 0 {
+				k = append(k, '{')
+			} else {
+				k = append(k, ',')
+			}
+			k = AppendJSONString(k, f.Name)
+			e.keys = append(e.keys, append(k, ':'))
 		}
 	}
 	n := int(rec.NumRows())
 	for row := 0; row < n; row++ {
-		e.buf = AppendJSONRow(e.buf[:0], rec, cols, row)
+		buf := e.buf[:0]
+		if len(e.cols) == 0 {
+			buf = append(buf, '{')
+		}
+		for c, col := range e.cols {
+			buf = append(buf, e.keys[c]...)
+			buf = AppendJSONValue(buf, col, row)
+		}
+		e.buf = append(buf, '}')
 		if err := fn(row, e.buf); err != nil {
 			return err
 		}
