@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
@@ -23,6 +24,7 @@ import (
 )
 
 type runFlags struct {
+	cpuProfile     string
 	progress       string
 	fromCheckpoint uint64
 	fresh          bool
@@ -45,6 +47,7 @@ config is invalid (nothing was started).`,
 		},
 	}
 	cmd.Flags().StringVar(&f.progress, "progress", "auto", "progress line for bounded inputs: auto (when stderr is a terminal), always, never")
+	cmd.Flags().StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile (go tool pprof) to this file")
 	cmd.Flags().Uint64Var(&f.fromCheckpoint, "from-checkpoint", 0, "restore this checkpoint id instead of the newest one")
 	cmd.Flags().BoolVar(&f.fresh, "fresh", false, "start with empty state, ignoring existing checkpoints (they are kept until retention removes them)")
 	return cmd
@@ -53,6 +56,16 @@ config is invalid (nothing was started).`,
 func runConfig(ctx context.Context, path string, f runFlags, stderr io.Writer) error {
 	if ctx == nil {
 		ctx = context.Background()
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return withCode(ExitConfig, err)
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return withCode(ExitConfig, err)
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
 	}
 	root, err := config.Load(path)
 	if err != nil {
