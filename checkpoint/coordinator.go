@@ -322,15 +322,9 @@ func (c *Coordinator) abortLocked(p *inflight, err error, counted bool) {
 	if c.failures > c.cfg.TolerableFailures && c.fatal == nil {
 		c.fatal = fmt.Errorf("checkpoint: %d consecutive checkpoints failed (tolerable_failed_checkpoints is %d); last: %w", c.failures, c.cfg.TolerableFailures, err)
 	}
-	if c.stream != nil {
-		for label, out := range c.stream.Committers() {
-			actx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-			if aerr := out.Abort(actx, p.id); aerr != nil {
-				c.log.Warn("aborting an output's epoch failed; recovery aborts it", "output", label, "checkpoint", p.id, "error", aerr)
-			}
-			cancel()
-		}
-	}
+	// Two-phase-commit outputs keep the failed checkpoint's epoch
+	// pre-committed: the next checkpoint that completes commits it too
+	// (the source has moved on; discarding it would lose records).
 	if c.hooks.Abort != nil {
 		c.hooks.Abort(context.Background(), p.id, err)
 	}

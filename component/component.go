@@ -189,8 +189,13 @@ func IsPermanent(err error) bool {
 //     (Commit must be safe to run concurrently with Write), and again after
 //     a crash from the handle of the restored checkpoint: it must be
 //     idempotent.
-//   - Abort(id) discards epoch id (its checkpoint failed). Records of an
-//     aborted epoch are written again by the replay after recovery.
+//   - A checkpoint that fails does not abort anything: its epoch stays
+//     pre-committed, and the next checkpoint that completes commits it. So
+//     the handle PreCommit returns must cover every epoch pre-committed and
+//     not yet committed, and Commit commits them all, in order.
+//   - Abort(id) discards the pending epochs up to id; the engine does not
+//     call it (recovery aborts through Recover) — it is for library users
+//     who drive an output by hand.
 //   - Recover(id, handle) is called once, before Connect, when a stream
 //     starts: id and handle are those of the checkpoint restored (commit
 //     it, idempotently: it may or may not have been committed before the

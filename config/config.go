@@ -209,6 +209,8 @@ func (v *validator) buildState(c *component.Config, file string) State {
 		ExactlyOnce:                c.Bool(keyExactlyOnce),
 		MaxKeyGroups:               c.Int(keyMaxKeyGroups),
 		FullCheckpointEvery:        c.Int(keyFullCheckpointEvery),
+		TransactionLogSync:         c.String(keyTxnLogSync),
+		TransactionLogSyncMs:       int64(c.Int(keyTxnLogSyncInterval)),
 		Line:                       c.Line,
 	}
 	if st.PipelineID == "" {

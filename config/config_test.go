@@ -391,6 +391,8 @@ func TestParseDefaults(t *testing.T) {
 		RetainedCheckpoints:        3,
 		MaxKeyGroups:               128,
 		FullCheckpointEvery:        10,
+		TransactionLogSync:         "group_commit",
+		TransactionLogSyncMs:       50,
 		Line:                       2, // the root mapping's: state is absent
 	}
 	if !reflect.DeepEqual(root.State, wantState) {

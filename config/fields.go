@@ -60,6 +60,8 @@ const (
 	keyExactlyOnce         = "exactly_once"
 	keyMaxKeyGroups        = "max_key_groups"
 	keyFullCheckpointEvery = "full_checkpoint_every"
+	keyTxnLogSync          = "transaction_log_sync"
+	keyTxnLogSyncInterval  = "transaction_log_sync_interval_ms"
 	keyS3Config            = "s3_config"
 	keyBucket              = "bucket"
 	keyRegion              = "region"
@@ -171,6 +173,10 @@ func stateFields() []component.Field {
 			Description: "Number of key groups (1..32768): the most workers keyed state can be spread over. Fixed for the life of the state."},
 		{Name: keyFullCheckpointEvery, Type: component.TypeInt, Default: 10, Advanced: true,
 			Description: "Take a full (non-incremental) memory snapshot every N checkpoints, so the chain of deltas stays short."},
+		{Name: keyTxnLogSync, Type: component.TypeString, Default: "group_commit", Options: []string{"per_entry", "group_commit", "periodic"},
+			Description: "When the transaction log of inputs that cannot replay (http, stdin) fsyncs: every entry, shared by concurrent appends (acknowledged once durable), or every transaction_log_sync_interval_ms (acknowledged once written)."},
+		{Name: keyTxnLogSyncInterval, Type: component.TypeInt, Default: 50, Advanced: true,
+			Description: "fsync period of the transaction log with transaction_log_sync: periodic."},
 		{Name: keyS3Config, Type: component.TypeObject,
 			Description: "Checkpoint storage on S3 (backend_type S3 or Hybrid).",
 			Fields: []component.Field{

@@ -57,8 +57,13 @@ type State struct {
 	// FullCheckpointEvery forces a full (non-incremental) memory snapshot
 	// every N checkpoints (default 10).
 	FullCheckpointEvery int
-	S3                  *S3Config // s3_config
-	Line                int       // line of the state key, for errors
+	// TransactionLogSync is the sync mode of the transaction log of inputs
+	// that cannot replay: per_entry | group_commit (default) | periodic.
+	TransactionLogSync string
+	// TransactionLogSyncMs is the fsync period of the periodic mode.
+	TransactionLogSyncMs int64
+	S3                   *S3Config // s3_config
+	Line                 int       // line of the state key, for errors
 }
 
 // S3Config is state.s3_config.

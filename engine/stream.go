@@ -17,6 +17,7 @@ import (
 	"github.com/weir-stream/weir/metrics"
 	"github.com/weir-stream/weir/state/kv"
 	"github.com/weir-stream/weir/state/memory"
+	"github.com/weir-stream/weir/txn"
 )
 
 // BackendFactory creates the keyed-state backend of one stateful processor
@@ -44,8 +45,11 @@ type Options struct {
 	// are released.
 	OnBarrier func(ctx context.Context, stream *Stream, b *Barrier)
 	// DataDir, when set, is the root of the streams' local data directories
-	// (component.Resources.DataDir is DataDir/<stream>).
+	// (component.Resources.DataDir is DataDir/<stream>). With it, an input
+	// that cannot replay is wrapped in a transaction log there.
 	DataDir string
+	// TxnLog configures those transaction logs.
+	TxnLog txn.Options
 	// FinalCheckpoint, when set, returns the id of the checkpoint taken at
 	// the end of the stream (after the input ended or the stream was
 	// stopped), or 0 for none. Setting it means checkpointing is on.
@@ -185,6 +189,10 @@ func NewStream(cfg config.Stream, opts Options) (*Stream, error) {
 	in, err := reg.NewInput(cfg.Input, inRes)
 	if err != nil {
 		return nil, err
+	}
+	if _, replayable := in.(component.Replayable); !replayable && opts.DataDir != "" {
+		// Checkpoints need positions: log what this input reads first.
+		in = txn.NewLoggedInput(in, filepath.Join(inRes.DataDir, "transaction-log"), opts.TxnLog, inRes.Logger)
 	}
 	s.input = in
 	s.inputM = opts.Metrics.Component(name, "input."+cfg.Input.Type)

@@ -1,20 +1,3 @@
-// Package file provides the file input (a bounded, replayable reader of
-// line-oriented and CSV files) and the file output.
-//
-// Input invariants:
-//   - The position of a batch (Batch.Pos) is the byte offset in the file just
-//     after the batch's last line, as 8 bytes big endian. Seek(pos) resumes
-//     at that offset, so the next record is exactly the one after the batch.
-//   - lines: one record per line, without "\n" or "\r\n"; empty lines are
-//     empty records. ndjson: the same, but blank lines are skipped (parsing
-//     is left to the json_to_arrow processor). A last line without a newline
-//     is a record.
-//   - csv: one string column per header field (c0, c1, … without a header);
-//     a row with fewer fields has nulls in the missing columns, a row with
-//     more fields is an error. With a header and a position, the header is
-//     read first, then the input seeks.
-//   - A batch holds at most batch_size records and ends early once it holds
-//     maxBatchBytes of payload (a longer line still forms one record).
 package file
 
 import (

@@ -179,16 +179,11 @@ func TestFileOutputCharDevice(t *testing.T) {
 }
 
 func TestFileOutputErrors(t *testing.T) {
-	_, err := newFileOutput(testConfig(fileOutputSpec(), map[string]any{"path": "x", "exactly_once": true}), component.Resources{})
-	var fe *component.FieldError
-	if !errors.As(err, &fe) || fe.Path != "input.exactly_once" || !strings.Contains(err.Error(), "not supported yet") {
-		t.Fatalf("exactly_once: got %v", err)
-	}
 	out := newOutput(t, map[string]any{"path": filepath.Join(t.TempDir(), "x")})
 	if err := out.Write(context.Background(), message.FromStrings("a")); !errors.Is(err, component.ErrNotConnected) {
 		t.Fatalf("write before connect: %v", err)
 	}
-	if r := component.Lookup(component.KindOutput, "file"); r.Spec.Delivery != component.DeliveryAtLeastOnce {
+	if r := component.Lookup(component.KindOutput, "file"); r.Spec.Delivery != component.DeliveryExactlyOnce {
 		t.Fatalf("delivery %q", r.Spec.Delivery)
 	}
 }

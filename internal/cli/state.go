@@ -20,6 +20,7 @@ import (
 	"github.com/weir-stream/weir/metrics"
 	"github.com/weir-stream/weir/state"
 	"github.com/weir-stream/weir/state/kv"
+	"github.com/weir-stream/weir/txn"
 )
 
 // stateSetup wires state backends and checkpoint coordinators into a
@@ -79,6 +80,10 @@ func newStateSetup(ctx context.Context, cfg config.State, opts *engine.Options) 
 		return nil, nil
 	}
 	opts.DataDir = filepath.Join(cfg.StateDir, cfg.PipelineID, ".data")
+	opts.TxnLog = txn.Options{
+		SyncMode:     txn.SyncMode(cfg.TransactionLogSync),
+		SyncInterval: time.Duration(cfg.TransactionLogSyncMs) * time.Millisecond,
+	}
 	store, err := checkpointStore(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("state: checkpoint storage: %w", err)
