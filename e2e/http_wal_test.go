@@ -62,12 +62,8 @@ streams:
 		<-p.done
 	}
 	p := start(t, nil, nil, "run", cfg)
-	for i := 0; i < 50; i++ {
-		post()
-		if i == 0 && len(acked) == 0 {
-			time.Sleep(10 * time.Millisecond)
-		}
-	}
+	before := next
+	waitFor(t, time.Minute, "the last run to answer", func() bool { post(); return next > before+50 })
 	seen := map[string]int{}
 	waitFor(t, time.Minute, "every acknowledged record in the output", func() bool {
 		seen = readLines(t, out)

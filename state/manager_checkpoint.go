@@ -114,6 +114,14 @@ type checkpointer struct {
 	// its snapshots' Base is baseSeq.
 	based   bool
 	baseSeq uint64
+
+	// Two-phase-commit participants (twophase.go), guarded by mu too:
+	participants []participant   // registration order
+	uncommitted  []pendingCommit // commits of completed checkpoints that failed
+	// broken is set once a checkpoint failed after pre-committing the
+	// participants, or their recovery failed: no checkpoint may complete
+	// any more (it wraps ErrRecoveryRequired).
+	broken error
 }
 
 func (m *Manager) checkpointStorage(op string) (storage.Storage, error) {
@@ -144,6 +152,19 @@ func (m *Manager) checkpointStorage(op string) (storage.Storage, error) {
 // files written for the failed one are deleted by a later cleanup. Do not
 // call it from a Processor run by ProcessBatch: it would wait for that
 // batch to end.
+//
+// With checkpoint participants (RegisterParticipant, TwoPhaseCommitOutput)
+// the checkpoint is also a two-phase commit: each participant is
+// pre-committed right after the snapshot, still between batches, and its
+// handle is stored in the manifest's Sinks under the participant's name;
+// once the manifest is stored each is committed. A commit that fails is
+// returned with the id of the (complete) checkpoint and retried before the
+// next checkpoint starts, which fails while it still does (recovery
+// commits it too). A checkpoint that fails after the pre-commit aborts the
+// participants' epoch (unless the manifest may have been stored: then
+// recovery decides), and every later CreateCheckpoint of this manager
+// fails with ErrRecoveryRequired: the state holds changes whose output was
+// discarded, so it must be recovered into a new manager and replayed.
 func (m *Manager) CreateCheckpoint(ctx context.Context) (uint64, error) {
 	store, err := m.checkpointStorage("checkpoint")
 	if err != nil {
@@ -154,19 +175,42 @@ func (m *Manager) CreateCheckpoint(ctx context.Context) (uint64, error) {
 	if err := m.loadCheckpoints(ctx, store); err != nil {
 		return 0, err
 	}
+	if m.ck.broken != nil {
+		return 0, fmt.Errorf("state: checkpoint: %w", m.ck.broken)
+	}
+	if err := m.retryCommits(ctx); err != nil {
+		return 0, err
+	}
 	t0 := time.Now()
 	id := m.ck.nextID
 	m.ck.nextID++ // also when it fails: its manifest may be stored after all
 	m.gate.Lock()
 	snap, err := m.Snapshot()
+	if err != nil {
+		m.gate.Unlock()
+		return 0, fmt.Errorf("state: checkpoint %d: %w", id, err)
+	}
+	// Pre-commit at the same cut as the snapshot: no batch runs between.
+	handles, err := m.preCommitParticipants(ctx, id)
 	m.gate.Unlock()
 	if err != nil {
+		snap.Release()
+		m.abortParticipants(ctx, id, err)
 		return 0, fmt.Errorf("state: checkpoint %d: %w", id, err)
 	}
 	seq := snap.Seq()
-	man, err := m.writeCheckpoint(ctx, store, id, snap, t0)
+	man, err := m.writeCheckpoint(ctx, store, id, snap, handles, t0)
 	snap.Release()
 	if err != nil {
+		if len(m.ck.participants) > 0 {
+			var mp *manifestPutError
+			if errors.As(err, &mp) {
+				m.ck.broken = fmt.Errorf("%w: checkpoint %d failed while its manifest was written (%v): whether it completed is decided by recovery",
+					ErrRecoveryRequired, id, err)
+			} else {
+				m.abortParticipants(ctx, id, err)
+			}
+		}
 		return 0, fmt.Errorf("state: checkpoint %d: %w", id, err)
 	}
 	m.ConfirmSnapshot(seq)
@@ -179,13 +223,16 @@ func (m *Manager) CreateCheckpoint(ctx context.Context) (uint64, error) {
 	}
 	m.cfg.Logger.Info("state checkpoint completed", "checkpoint", id, "duration", time.Since(t0).Round(time.Millisecond),
 		"bytes_written", man.IncrementalBytes, "bytes_total", man.FullBytes)
+	commitErr := m.commitParticipants(ctx, id, handles)
 	m.cleanup(ctx, store, id)
-	return id, nil
+	return id, commitErr
 }
 
 // writeCheckpoint writes the files of snap that the last checkpoint does
-// not hold, then the manifest.
-func (m *Manager) writeCheckpoint(ctx context.Context, store storage.Storage, id uint64, snap Snapshot, t0 time.Time) (*checkpoint.Manifest, error) {
+// not hold, then the manifest, which records the participants' handles.
+// A failure to store the manifest is a *manifestPutError: the manifest may
+// be stored all the same.
+func (m *Manager) writeCheckpoint(ctx context.Context, store storage.Storage, id uint64, snap Snapshot, handles map[string][]byte, t0 time.Time) (*checkpoint.Manifest, error) {
 	cc := m.cfg.Checkpoints
 	// Deltas need the backend's changes to be relative to the last
 	// checkpoint's chains; otherwise every key group with entries gets a
@@ -200,6 +247,7 @@ func (m *Manager) writeCheckpoint(ctx context.Context, store storage.Storage, id
 	man := &checkpoint.Manifest{
 		FormatVersion: checkpoint.FormatVersion, Pipeline: strings.TrimSuffix(m.root, "/"), ID: id,
 		CreatedAt: time.Now().UTC(), MaxKeyGroups: m.cfg.MaxKeyGroups, Backend: string(m.backendKind()),
+		Sinks: handles,
 	}
 	op := checkpoint.OperatorState{Name: ManagerOperator, KeyGroups: []checkpoint.KeyGroupState{}}
 	up := newUploader(ctx, store, cc.Uploads)
@@ -262,10 +310,17 @@ func (m *Manager) writeCheckpoint(ctx context.Context, store storage.Storage, id
 		return nil, fmt.Errorf("encode manifest: %w", err)
 	}
 	if err := store.Put(ctx, m.root+checkpoint.ManifestName(id), bytes.NewReader(data), int64(len(data))); err != nil {
-		return nil, fmt.Errorf("write manifest: %w", err)
+		return nil, &manifestPutError{err}
 	}
 	return man, nil
 }
+
+// manifestPutError reports that storing a manifest failed, which may
+// still have stored it.
+type manifestPutError struct{ err error }
+
+func (e *manifestPutError) Error() string { return "write manifest: " + e.err.Error() }
+func (e *manifestPutError) Unwrap() error { return e.err }
 
 func (m *Manager) backendKind() BackendKind {
 	if m.cfg.Backend == "" {
@@ -545,6 +600,15 @@ func fallbackable(err error) bool {
 // Pebble directory held from an earlier run, are gone. Expiry times are
 // absolute, so TTLs go on counting across recovery. Later checkpoints are
 // incremental on top of the recovered one.
+//
+// Then every checkpoint participant (RegisterParticipant,
+// TwoPhaseCommitOutput) is recovered: Recover(id, handle) with the
+// checkpoint's id and the handle its manifest stores for the participant
+// (nil if none), or Recover(0, nil) when there is no checkpoint; it
+// commits that epoch again and aborts every later one. If a participant
+// fails, the error is returned, and this manager cannot checkpoint (its
+// CreateCheckpoint fails with ErrRecoveryRequired): recover into a new
+// one. When no checkpoint verifies, participants are not recovered.
 func (m *Manager) RecoverFromLatestCheckpoint(ctx context.Context) (id uint64, ok bool, err error) {
 	store, err := m.checkpointStorage("recover")
 	if err != nil {
@@ -567,6 +631,9 @@ func (m *Manager) RecoverFromLatestCheckpoint(ctx context.Context) (id uint64, o
 	}
 	if len(ids) == 0 {
 		m.ck.loaded, m.ck.nextID = true, 1
+		if err := m.recoverParticipants(ctx, 0, nil); err != nil {
+			return 0, false, err
+		}
 		return 0, false, nil
 	}
 	var chosen *checkpoint.Manifest
@@ -624,6 +691,9 @@ func (m *Manager) RecoverFromLatestCheckpoint(ctx context.Context) (id uint64, o
 	m.ck.used = true
 	m.ck.chains = chainsOf(chosen.Operator(ManagerOperator))
 	m.ck.based, m.ck.baseSeq = true, 0 // after a restore, Base is 0 until a snapshot is confirmed
+	if err := m.recoverParticipants(ctx, chosen.ID, chosen.Sinks); err != nil {
+		return 0, false, err
+	}
 	m.cfg.Logger.Info("recovered state checkpoint", "checkpoint", chosen.ID, "created", chosen.CreatedAt.Format(time.RFC3339),
 		"bytes", chosen.FullBytes, "duration", time.Since(t0).Round(time.Millisecond))
 	return chosen.ID, true, nil

@@ -57,6 +57,11 @@ func runConfig(ctx context.Context, path string, f runFlags, stderr io.Writer) e
 	if ctx == nil {
 		ctx = context.Background()
 	}
+	// Catch SIGINT/SIGTERM first thing, so a signal during start-up is a
+	// graceful stop too.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
 		if err != nil {
@@ -118,9 +123,6 @@ func runConfig(ctx context.Context, path string, f runFlags, stderr io.Writer) e
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	defer signal.Stop(sigs)
 	sigDone := make(chan struct{})
 	defer close(sigDone)
 	go func() {
