@@ -24,6 +24,12 @@ func TestWordCountSurvivesSIGKILL(t *testing.T) {
 	crashWordCount(t, []string{"STATE_DIR=" + filepath.Join(t.TempDir(), "state")})
 }
 
+// TestWordCountExactlyOnceFileSurvivesSIGKILL is the same with the
+// exactly-once file output: every count of every word appears exactly once.
+func TestWordCountExactlyOnceFileSurvivesSIGKILL(t *testing.T) {
+	crashWordCount(t, []string{"STATE_DIR=" + filepath.Join(t.TempDir(), "state"), "EXACTLY_ONCE=true"})
+}
+
 // TestWordCountSurvivesSIGKILLWithS3 is the same with Hybrid state: memory
 // state, checkpoints in a real S3 server (MinIO, started by make test).
 func TestWordCountSurvivesSIGKILLWithS3(t *testing.T) {
@@ -106,8 +112,13 @@ verify:
 		t.Fatal(err)
 	}
 	defer f.Close()
+	exactlyOnce := false
+	for _, e := range stateEnv {
+		exactlyOnce = exactlyOnce || e == "EXACTLY_ONCE=true"
+	}
 	seen := map[string]map[int]bool{}
 	last := map[string]int{}
+	lines := 0
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		var rec struct {
@@ -117,8 +128,12 @@ verify:
 		if err := json.Unmarshal(sc.Bytes(), &rec); err != nil {
 			t.Fatalf("bad output line %q: %v", sc.Text(), err)
 		}
+		lines++
 		if seen[rec.Word] == nil {
 			seen[rec.Word] = map[int]bool{}
+		}
+		if exactlyOnce && seen[rec.Word][rec.Count] {
+			t.Errorf("word %s: count %d committed twice", rec.Word, rec.Count)
 		}
 		seen[rec.Word][rec.Count] = true
 		last[rec.Word] = rec.Count
@@ -135,6 +150,15 @@ verify:
 		}
 		if len(seen[w]) != n {
 			t.Errorf("word %s: %d distinct counts, want %d", w, len(seen[w]), n)
+		}
+	}
+	if exactlyOnce {
+		total := 0
+		for _, n := range want {
+			total += n
+		}
+		if lines != total {
+			t.Errorf("%d lines committed, want exactly %d (one per word occurrence)", lines, total)
 		}
 	}
 	if len(last) != len(want) {
