@@ -343,6 +343,9 @@ func (c *Coordinator) commitSinks(ctx context.Context, m *Manifest) error {
 			if err == nil {
 				break
 			}
+			if errors.Is(err, component.ErrFatal) {
+				return fmt.Errorf("checkpoint %d: commit %s: %w", m.ID, label, err)
+			}
 			if ctx.Err() != nil {
 				return fmt.Errorf("checkpoint %d: commit %s: %w", m.ID, label, err)
 			}
@@ -376,6 +379,9 @@ func (c *Coordinator) complete(p *inflight, b *engine.Barrier) {
 		}
 		c.m.Failed(reason)
 		c.abortLocked(p, err, true)
+		if errors.Is(err, component.ErrFatal) && c.fatal == nil {
+			c.fatal = err
+		}
 		c.mu.Unlock()
 		return
 	}

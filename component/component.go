@@ -231,3 +231,17 @@ type CheckpointCommitter interface {
 type Retainer interface {
 	ReleaseBefore(ctx context.Context, pos []byte) error
 }
+
+// ErrFatal marks an error after which a component cannot go on in this
+// process (a Kafka producer fenced by a newer instance, a transaction the
+// broker aborted): the engine stops the stream instead of retrying, and the
+// next start recovers from the last checkpoint.
+var ErrFatal = errors.New("fatal error")
+
+// Fatal wraps err so that errors.Is(err, ErrFatal) reports true.
+func Fatal(err error) error {
+	if err == nil {
+		return nil
+	}
+	return fmt.Errorf("%w: %w", ErrFatal, err)
+}

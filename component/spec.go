@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"time"
 )
 
 // Kind is a component kind.
@@ -87,6 +88,11 @@ type Spec struct {
 	Bounded bool
 	// Example is a YAML snippet of a typical configuration.
 	Example string
+	// CheckCheckpoints, when set, validates the component's config against
+	// the checkpoint settings (state.enabled is true): the Kafka output's
+	// transaction timeout must outlast a checkpoint. Its error is a config
+	// error.
+	CheckCheckpoints func(conf *Config, interval, timeout time.Duration) error
 }
 
 // Field returns the named field, or nil.

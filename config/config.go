@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -66,6 +67,33 @@ func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Ro
 	if len(v.errs) > 0 {
 		v.errs.sort()
 		return nil, v.errs
+	}
+	if root.State.Enabled {
+		interval := time.Duration(root.State.CheckpointIntervalMs) * time.Millisecond
+		timeout := time.Duration(root.State.CheckpointTimeoutMs) * time.Millisecond
+		for _, st := range root.Streams {
+			for _, c := range []*component.Config{st.Output, st.ErrorOutput} {
+				if c == nil {
+					continue
+				}
+				reg := component.Lookup(component.KindOutput, c.Type)
+				if reg == nil || reg.Spec.CheckCheckpoints == nil {
+					continue
+				}
+				if err := reg.Spec.CheckCheckpoints(c, interval, timeout); err != nil {
+					var fe *component.FieldError
+					if errors.As(err, &fe) {
+						v.errs = append(v.errs, fe)
+					} else {
+						v.errs = append(v.errs, &component.FieldError{File: file, Line: c.Line, Path: c.Path, Msg: err.Error()})
+					}
+				}
+			}
+		}
+		if len(v.errs) > 0 {
+			v.errs.sort()
+			return nil, v.errs
+		}
 	}
 	root.Warnings = warnings(root, rootConf.Object(keyState))
 	return root, nil

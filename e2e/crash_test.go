@@ -55,7 +55,7 @@ func crashWordCount(t *testing.T, stateEnv []string) {
 	in := filepath.Join(dir, "words.txt")
 	want := map[string]int{}
 	var sb strings.Builder
-	for line := 0; line < 800000; line++ {
+	for line := 0; line < 1000000; line++ {
 		n := 1 + rng.IntN(10)
 		for i := 0; i < n; i++ {
 			w := "w" + strconv.Itoa(int(rng.ExpFloat64()*300))
@@ -80,7 +80,7 @@ func crashWordCount(t *testing.T, stateEnv []string) {
 		}
 		p := start(t, nil, env, "run", "--progress", "never", "../examples/word_count.yaml")
 		if kills < 12 {
-			delay := time.Duration(30+rng.IntN(300)) * time.Millisecond
+			delay := time.Duration(10+rng.IntN(70)) * time.Millisecond
 			select {
 			case <-p.done:
 				if code := p.cmd.ProcessState.ExitCode(); code != 0 {

@@ -73,6 +73,11 @@ func (k *sink) write(ctx context.Context, b *message.Batch) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, component.ErrFatal) {
+			k.m.Errors.Inc()
+			k.s.log.Error("output failed for good; stopping the stream (a restart recovers from the last checkpoint)", "output", k.label, "error", err)
+			return err
+		}
 		if k.failFast && component.IsPermanent(err) {
 			k.m.Errors.Inc()
 			return err
@@ -151,7 +156,7 @@ func (s *Stream) deliver(ctx context.Context, b *message.Batch) error {
 	}
 	if !b.IsError() {
 		err := s.out.write(ctx, b)
-		if err == nil || ctx.Err() != nil || s.errOut == nil {
+		if err == nil || ctx.Err() != nil || s.errOut == nil || errors.Is(err, component.ErrFatal) {
 			return err
 		}
 		// A permanent write error: the records go to error_output.

@@ -23,6 +23,7 @@ import (
 const (
 	inFieldTopics          = "topics"
 	inFieldConsumerGroup   = "consumer_group"
+	inFieldGroupMembership = "group_membership"
 	inFieldStartFromLatest = "start_from_latest"
 	inFieldBatchSize       = "batch_size"
 	inFieldFetchMaxWait    = "fetch_max_wait"
@@ -51,15 +52,21 @@ var inputSchema = arrow.NewSchema([]arrow.Field{
 func inputSpec() component.Spec {
 	return component.Spec{
 		Name: "kafka",
-		Summary: "Kafka consumer (franz-go). At-least-once: offsets are committed only for the acknowledged " +
-			"prefix of what was read; a failed batch is read again. Replayable: batches carry their offsets, " +
-			"so checkpoints resume exactly.",
+		Summary: "Kafka consumer (franz-go), read_committed by default. Replayable: batches carry their offsets " +
+			"per partition, so a restore from a checkpoint resumes exactly. As a group member it commits the " +
+			"acknowledged prefix of what it read (at-least-once); with group_membership: false it reads every " +
+			"partition itself and commits the group's offsets only when a checkpoint completes (exactly-once pipelines).",
 		Fields: []component.Field{
 			brokersField(),
 			{Name: inFieldTopics, Type: component.TypeList, Elem: component.TypeString, Required: true,
 				Description: "topics to consume"},
 			{Name: inFieldConsumerGroup, Type: component.TypeString,
 				Description: "consumer group to join and commit offsets in; empty: read every partition without a group (offsets live only in checkpoints)"},
+			{Name: inFieldGroupMembership, Type: component.TypeBool, Default: true,
+				Description: "with consumer_group: true = join the group (the group assigns partitions; acknowledged offsets are committed every commit_period); " +
+					"false = read every partition of the topics without joining, starting at the checkpoint's position, else at the group's committed offsets, " +
+					"and commit those offsets only after a checkpoint completes (for lag tools). Set false in checkpointed exactly-once pipelines: " +
+					"no rebalance, and a restarted process is never blocked by a dead member"},
 			clientIDField(),
 			{Name: inFieldStartFromLatest, Type: component.TypeBool, Default: false,
 				Description: "where to start a partition with no committed offset and no checkpoint: false = oldest record, true = newest"},
@@ -71,7 +78,7 @@ func inputSpec() component.Spec {
 				Options:     []string{readCommitted, readUncommitted},
 				Description: "read_committed skips records of aborted and open transactions"},
 			{Name: inFieldCommitPeriod, Type: component.TypeDuration, Default: time.Second, Advanced: true,
-				Description: "consumer group only: how often acknowledged offsets are committed (at least 100ms); they are also committed on rebalance and on close"},
+				Description: "group members only: how often acknowledged offsets are committed (at least 100ms); they are also committed on rebalance and on close"},
 			tlsField(),
 			saslField(),
 		},
@@ -80,6 +87,8 @@ func inputSpec() component.Spec {
   brokers: [localhost:9092]
   topics: [orders]
   consumer_group: weir-orders
+  # exactly-once pipelines (state.exactly_once): offsets live in checkpoints
+  # group_membership: false
 `,
 	}
 }
@@ -163,10 +172,14 @@ type pendingBatch struct {
 }
 
 type input struct {
-	log           *slog.Logger
-	client        clientConf
-	topics        []string
-	group         string
+	log    *slog.Logger
+	client clientConf
+	topics []string
+	group  string
+	// joinGroup: the input is a member of group, which assigns its
+	// partitions. Otherwise (no group, or group_membership false) it
+	// assigns every partition of its topics itself (assign.go).
+	joinGroup     bool
 	startLatest   bool
 	batchSize     int
 	fetchMaxWait  time.Duration
@@ -212,6 +225,14 @@ type input struct {
 	// commits but keeps the frontier, which the next Connect resumes from.
 	closing   bool
 	connected bool // Connect succeeded at least once
+
+	// commitMu serializes CommitCheckpoint and guards the fields below:
+	// the client it commits with (created on first use, closed by Close;
+	// after Close a commit uses a client of its own).
+	commitMu     sync.Mutex
+	commitCl     *kgo.Client
+	commitCancel context.CancelFunc
+	closed       bool
 }
 
 func newInput(conf *component.Config, res component.Resources) (component.Input, error) {
@@ -224,6 +245,7 @@ func newInput(conf *component.Config, res component.Resources) (component.Input,
 		client:        cc,
 		topics:        conf.StringList(inFieldTopics),
 		group:         conf.String(inFieldConsumerGroup),
+		joinGroup:     conf.String(inFieldConsumerGroup) != "" && conf.Bool(inFieldGroupMembership),
 		startLatest:   conf.Bool(inFieldStartFromLatest),
 		batchSize:     conf.Int(inFieldBatchSize),
 		fetchMaxWait:  conf.Duration(inFieldFetchMaxWait),
@@ -272,10 +294,12 @@ func newInput(conf *component.Config, res component.Resources) (component.Input,
 }
 
 // Seek makes the next Connect start every partition named in pos at its
-// offset. Partitions pos does not name start at the committed offset (group)
-// or per start_from_latest. With a consumer group the positions are applied
-// when the group assigns the partitions to this member (the first time
-// only); partitions assigned to other members keep their committed offsets.
+// offset. Partitions pos does not name start at the group's committed
+// offset, else per start_from_latest. As a group member the positions are
+// applied when the group assigns the partitions to this member (the first
+// time only); partitions assigned to other members keep their committed
+// offsets. Without membership every partition is this input's, so pos
+// decides for all it names.
 func (in *input) Seek(pos []byte) error {
 	o, err := parsePos(pos)
 	if err != nil {
@@ -309,7 +333,7 @@ func (in *input) Connect(ctx context.Context) error {
 		// them).
 		for t, ps := range in.frontier {
 			for p, off := range ps {
-				if _, own := in.owned.get(t, p); in.group == "" || own {
+				if _, own := in.owned.get(t, p); !in.joinGroup || own {
 					in.seek.set(t, p, off)
 				}
 			}
@@ -336,7 +360,7 @@ func (in *input) Connect(ctx context.Context) error {
 	}
 
 	var start offsets
-	if in.group == "" {
+	if !in.joinGroup {
 		parts, resolved, err := in.assign(ctx, opts, seek)
 		if err != nil {
 			return err
@@ -352,7 +376,7 @@ func (in *input) Connect(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("kafka input: invalid client options: %w", err)
 	}
-	if in.group != "" {
+	if in.joinGroup {
 		if err := cl.Ping(ctx); err != nil {
 			closeClient(ctx, cl, cancel)
 			return fmt.Errorf("kafka input: connect to brokers %s: %w", in.client.brokerList(), err)
@@ -361,7 +385,7 @@ func (in *input) Connect(ctx context.Context) error {
 
 	in.mu.Lock()
 	in.cl, in.cancel = cl, cancel
-	if in.group == "" {
+	if !in.joinGroup {
 		in.seek = offsets{}
 		in.frontier = start
 		in.pos = start.clone()
@@ -371,55 +395,6 @@ func (in *input) Connect(ctx context.Context) error {
 	in.connected = true
 	in.mu.Unlock()
 	return nil
-}
-
-// assign lists the partitions of the topics (no consumer group) and returns
-// the offset each starts at: its position from seek, else the log start or
-// end resolved to a number, so every batch's position names every partition.
-// Partitions created later are picked up by the next Connect.
-func (in *input) assign(ctx context.Context, opts []kgo.Opt, seek offsets) (map[string]map[int32]kgo.Offset, offsets, error) {
-	admin, cancel, err := newClient(opts)
-	if err != nil {
-		return nil, nil, fmt.Errorf("kafka input: invalid client options: %w", err)
-	}
-	defer closeClient(ctx, admin, cancel)
-	if err := admin.Ping(ctx); err != nil {
-		return nil, nil, fmt.Errorf("kafka input: connect to brokers %s: %w", in.client.brokerList(), err)
-	}
-	adm := kadm.NewClient(admin)
-	var listed kadm.ListedOffsets
-	switch {
-	case !in.startLatest:
-		listed, err = adm.ListStartOffsets(ctx, in.topics...)
-	case in.readCommitted:
-		listed, err = adm.ListCommittedOffsets(ctx, in.topics...) // the last stable offset
-	default:
-		listed, err = adm.ListEndOffsets(ctx, in.topics...)
-	}
-	if err == nil {
-		err = listed.Error()
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("kafka input: list partitions of %v at %s: %w", in.topics, in.client.brokerList(), err)
-	}
-	parts := make(map[string]map[int32]kgo.Offset, len(in.topics))
-	start := offsets{}
-	for _, t := range in.topics {
-		if len(listed[t]) == 0 {
-			return nil, nil, fmt.Errorf("kafka input: topic %s has no partitions at %s", t, in.client.brokerList())
-		}
-		ps := make(map[int32]kgo.Offset, len(listed[t]))
-		for p, lo := range listed[t] {
-			off := lo.Offset
-			if s, ok := seek.get(t, p); ok {
-				off = s
-			}
-			ps[p] = kgo.NewOffset().At(off)
-			start.set(t, p, off)
-		}
-		parts[t] = ps
-	}
-	return parts, start, nil
 }
 
 // groupOpts are the consumer group options of client generation gen.
@@ -581,7 +556,7 @@ func (in *input) batch(fetches kgo.Fetches, n int) (*message.Batch, message.AckF
 		if len(p.Records) == 0 {
 			return
 		}
-		if in.group != "" {
+		if in.joinGroup {
 			if _, own := in.owned.get(p.Topic, p.Partition); !own {
 				return // revoked between the poll and now
 			}
@@ -675,7 +650,7 @@ func (in *input) ack(gen, seq uint64, err error) {
 		for t, ps := range in.pending[0].next {
 			for p, eo := range ps {
 				in.frontier.set(t, p, eo.Offset)
-				if in.group == "" {
+				if !in.joinGroup {
 					continue
 				}
 				if marks == nil {
@@ -697,12 +672,12 @@ func (in *input) ack(gen, seq uint64, err error) {
 	}
 }
 
-// commit synchronously commits the acknowledged prefix (consumer group).
+// commit synchronously commits the acknowledged prefix (group member).
 func (in *input) commit(ctx context.Context) error {
 	in.mu.Lock()
 	cl := in.cl
 	in.mu.Unlock()
-	if cl == nil || in.group == "" {
+	if cl == nil || !in.joinGroup {
 		return nil
 	}
 	if err := cl.CommitMarkedOffsets(ctx); err != nil {
@@ -733,8 +708,72 @@ func (in *input) closeClient(ctx context.Context) error {
 	return err
 }
 
-// Close commits the acknowledged offsets and closes the client; ctx bounds
-// how long it waits for the brokers.
+// checkpointCommitter is what the checkpoint coordinator calls on an input
+// once a checkpoint is complete (see CommitCheckpoint).
+type checkpointCommitter interface {
+	CommitCheckpoint(ctx context.Context, pos []byte) error
+}
+
+var _ checkpointCommitter = (*input)(nil)
+
+// CommitCheckpoint commits pos, the input position stored in a completed
+// checkpoint (a Batch.Pos of this input), as the consumer group's offsets:
+// exactly those offsets, for the partitions pos names. It is for
+// monitoring and lag tools, and for the start of a run without a
+// checkpoint; a restore from a checkpoint starts at the checkpoint's
+// position whatever the group holds.
+//
+// It commits only with a consumer_group and group_membership: false; a
+// group member commits its acknowledged offsets itself, and without a group
+// there is nothing to commit (both return nil). It is safe to call
+// concurrently with Read, also before Connect and after Close; calls are
+// serialized. Kafka accepts the commit only while the group has no active
+// members.
+func (in *input) CommitCheckpoint(ctx context.Context, pos []byte) error {
+	if in.group == "" || in.joinGroup || len(pos) == 0 {
+		return nil
+	}
+	o, err := parsePos(pos)
+	if err != nil {
+		return fmt.Errorf("kafka input: invalid position %q: %w", pos, err)
+	}
+	if len(o) == 0 {
+		return nil
+	}
+	in.commitMu.Lock()
+	defer in.commitMu.Unlock()
+	cl := in.commitCl
+	if cl == nil {
+		opts, err := in.client.opts(in.log)
+		if err != nil {
+			return fmt.Errorf("kafka input: %w", err)
+		}
+		var cancel context.CancelFunc
+		if cl, cancel, err = newClient(opts); err != nil {
+			return fmt.Errorf("kafka input: invalid client options: %w", err)
+		}
+		if in.closed {
+			defer closeClient(ctx, cl, cancel)
+		} else {
+			in.commitCl, in.commitCancel = cl, cancel
+		}
+	}
+	if err := commitGroupOffsets(ctx, kadm.NewClient(cl), in.group, o); err != nil {
+		return fmt.Errorf("kafka input: %w at %s", err, in.client.brokerList())
+	}
+	return nil
+}
+
+// Close commits the acknowledged offsets (group member) and closes the
+// clients; ctx bounds how long it waits for the brokers.
 func (in *input) Close(ctx context.Context) error {
-	return in.closeClient(ctx)
+	err := in.closeClient(ctx)
+	in.commitMu.Lock()
+	defer in.commitMu.Unlock()
+	if in.commitCl != nil {
+		closeClient(ctx, in.commitCl, in.commitCancel)
+		in.commitCl, in.commitCancel = nil, nil
+	}
+	in.closed = true
+	return err
 }

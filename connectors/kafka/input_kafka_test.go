@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -233,13 +234,18 @@ func TestInputGroupAutoCommit(t *testing.T) {
 
 // A nacked batch, and what was read after it, are read again.
 func TestInputNackRedelivers(t *testing.T) {
-	for _, group := range []string{"", "g-nack"} {
-		t.Run("group="+group, func(t *testing.T) {
+	for _, tc := range []struct {
+		group      string
+		membership bool
+	}{{"", true}, {"g-nack", true}, {"g-nack-self", false}} {
+		group := tc.group
+		t.Run(fmt.Sprintf("group=%s/membership=%v", group, tc.membership), func(t *testing.T) {
 			c := newCluster(t)
 			addrs := c.ListenAddrs()
 			produceP0(t, addrs, 9)
 			ctx := testCtx(t, 30*time.Second)
-			in := newTestInput(t, addrs, map[string]any{"consumer_group": group, "batch_size": int64(3), "commit_period": time.Hour})
+			in := newTestInput(t, addrs, map[string]any{"consumer_group": group, "group_membership": tc.membership,
+				"batch_size": int64(3), "commit_period": time.Hour})
 			if err := in.Connect(ctx); err != nil {
 				t.Fatal(err)
 			}
@@ -269,7 +275,7 @@ func TestInputNackRedelivers(t *testing.T) {
 			if err := in.Connect(ctx); err != nil {
 				t.Fatal(err)
 			}
-			if group != "" {
+			if group != "" && tc.membership {
 				if got := committed(t, addrs, group); got != end1 {
 					t.Fatalf("committed %d, want %d (the acknowledged prefix)", got, end1)
 				}
@@ -513,5 +519,344 @@ func TestInputBrokerGone(t *testing.T) {
 				t.Fatalf("read and close took %v", d)
 			}
 		})
+	}
+}
+
+// newSelfAssignedInput builds an input with consumer group g and
+// group_membership: false.
+func newSelfAssignedInput(t testing.TB, addrs []string, g string, vals map[string]any) *input {
+	t.Helper()
+	vals["consumer_group"] = g
+	vals["group_membership"] = false
+	in := newTestInput(t, addrs, vals)
+	if in.joinGroup {
+		t.Fatal("group_membership: false, yet the input joins the group")
+	}
+	return in
+}
+
+// groupOffsets returns every offset group has committed for topic "in".
+func groupOffsets(t testing.TB, addrs []string, group string) map[int32]int64 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	resp, err := kadm.NewClient(cl).FetchOffsets(testCtx(t, 10*time.Second), group)
+	if errors.Is(err, kerr.GroupIDNotFound) {
+		return map[int32]int64{} // kfake: no commit yet
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[int32]int64{}
+	resp.Each(func(o kadm.OffsetResponse) {
+		if o.Err != nil {
+			t.Fatalf("fetch offsets of %s: %v", group, o.Err)
+		}
+		if o.Topic == "in" && o.At >= 0 {
+			out[o.Partition] = o.At
+		}
+	})
+	return out
+}
+
+// posOf decodes a position of topic "in".
+func posOf(t testing.TB, pos []byte) map[int32]int64 {
+	t.Helper()
+	o, err := parsePos(pos)
+	if err != nil {
+		t.Fatalf("position %s: %v", pos, err)
+	}
+	out := map[int32]int64{}
+	for p, off := range o["in"] {
+		out[p] = off
+	}
+	if len(o) != 1 || len(out) != 3 {
+		t.Fatalf("position %s: want the 3 partitions of in and nothing else", pos)
+	}
+	return out
+}
+
+func ackAll(t testing.TB, ctx context.Context, acks []message.AckFunc) {
+	t.Helper()
+	for _, ack := range acks {
+		if err := ack(ctx, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// checkStarts checks that the rows of each partition are consecutive
+// offsets starting at want[partition], and that each partition has n[p]
+// rows.
+func checkStarts(t testing.TB, rows []row, want, n map[int32]int64) {
+	t.Helper()
+	next := map[int32]int64{}
+	for p, off := range want {
+		next[p] = off
+	}
+	got := map[int32]int64{}
+	for _, r := range rows {
+		if r.offset != next[r.partition] {
+			t.Fatalf("partition %d: offset %d, want %d", r.partition, r.offset, next[r.partition])
+		}
+		next[r.partition]++
+		got[r.partition]++
+	}
+	for p := int32(0); p < 3; p++ {
+		if got[p] != n[p] {
+			t.Fatalf("partition %d: %d rows, want %d", p, got[p], n[p])
+		}
+	}
+}
+
+// Without group membership a new input that seeks to the position of the
+// last batch another one read continues exactly after it on every
+// partition, and acknowledgements and Close commit nothing to the group.
+func TestInputSelfAssignedResumesAtSeek(t *testing.T) {
+	c := newCluster(t)
+	addrs := c.ListenAddrs()
+	produceSpread(t, addrs, 0, 30)
+	ctx := testCtx(t, 30*time.Second)
+
+	in1 := newSelfAssignedInput(t, addrs, "g-self", map[string]any{"batch_size": int64(7)})
+	if err := in1.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bs, acks, rows1 := read(t, ctx, in1, 12)
+	ackAll(t, ctx, acks)
+	pos := bs[len(bs)-1].Pos
+	at := posOf(t, pos)
+	if err := in1.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := groupOffsets(t, addrs, "g-self"); len(got) != 0 {
+		t.Fatalf("group offsets %v committed without a checkpoint", got)
+	}
+	produceSpread(t, addrs, 30, 9) // 13 per partition now
+
+	in2 := newSelfAssignedInput(t, addrs, "g-self", map[string]any{"batch_size": int64(7)})
+	if err := in2.Seek(pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := in2.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer in2.Close(ctx)
+	_, _, rows2 := read(t, ctx, in2, 39-len(rows1))
+	checkStarts(t, rows2, at, map[int32]int64{0: 13 - at[0], 1: 13 - at[1], 2: 13 - at[2]})
+	seen := map[string]bool{}
+	for _, r := range append(rows1, rows2...) {
+		if seen[r.value] {
+			t.Fatalf("%s read twice", r.value)
+		}
+		seen[r.value] = true
+	}
+	if len(seen) != 39 {
+		t.Fatalf("read %d distinct records, want 39", len(seen))
+	}
+}
+
+// Without a position the input starts at the group's committed offsets;
+// a position overrides them for the partitions it names; partitions with
+// neither start at the log start.
+func TestInputSelfAssignedStartsAtGroupOffsets(t *testing.T) {
+	c := newCluster(t)
+	addrs := c.ListenAddrs()
+	produceSpread(t, addrs, 0, 30) // 10 per partition
+	ctx := testCtx(t, 30*time.Second)
+
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var os kadm.Offsets
+	os.AddOffset("in", 0, 4, -1)
+	os.AddOffset("in", 1, 7, -1)
+	err = kadm.NewClient(cl).CommitAllOffsets(ctx, "g-start", os)
+	cl.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	in := newSelfAssignedInput(t, addrs, "g-start", map[string]any{})
+	if err := in.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_, _, rows := read(t, ctx, in, 19)
+	if err := in.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	checkStarts(t, rows, map[int32]int64{0: 4, 1: 7, 2: 0}, map[int32]int64{0: 6, 1: 3, 2: 10})
+
+	in2 := newSelfAssignedInput(t, addrs, "g-start", map[string]any{})
+	if err := in2.Seek([]byte(`{"in":{"0":8}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if err := in2.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer in2.Close(ctx)
+	bs, _, rows := read(t, ctx, in2, 15)
+	checkStarts(t, rows, map[int32]int64{0: 8, 1: 7, 2: 0}, map[int32]int64{0: 2, 1: 3, 2: 10})
+	if at := posOf(t, bs[len(bs)-1].Pos); at[0] != 10 || at[1] != 10 || at[2] != 10 {
+		t.Fatalf("position %v after reading everything, want 10 on every partition", at)
+	}
+}
+
+// CommitCheckpoint commits exactly the offsets of the position it is
+// given (also backwards, and after Close); acknowledgements commit
+// nothing. Group members and inputs without a group commit nothing.
+func TestInputCommitCheckpoint(t *testing.T) {
+	c := newCluster(t)
+	addrs := c.ListenAddrs()
+	produceSpread(t, addrs, 0, 30)
+	ctx := testCtx(t, 30*time.Second)
+
+	in := newSelfAssignedInput(t, addrs, "g-ckpt", map[string]any{"batch_size": int64(5)})
+	if err := in.CommitCheckpoint(ctx, nil); err != nil { // before Connect, no position
+		t.Fatal(err)
+	}
+	if err := in.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	bs, acks, _ := read(t, ctx, in, 12)
+	ackAll(t, ctx, acks)
+	if got := groupOffsets(t, addrs, "g-ckpt"); len(got) != 0 {
+		t.Fatalf("acknowledgements committed %v", got)
+	}
+	first, last := bs[0].Pos, bs[len(bs)-1].Pos
+	for _, pos := range [][]byte{first, last, first} {
+		if err := in.CommitCheckpoint(ctx, pos); err != nil {
+			t.Fatal(err)
+		}
+		if got, want := groupOffsets(t, addrs, "g-ckpt"), posOf(t, pos); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Fatalf("committed %v, want exactly %v", got, want)
+		}
+	}
+	if err := in.CommitCheckpoint(ctx, []byte(`{"in":{"0":-3}}`)); err == nil {
+		t.Fatal("invalid position committed")
+	}
+	if err := in.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// The final checkpoint may complete after the input closed.
+	if err := in.CommitCheckpoint(ctx, []byte(`{"in":{"0":10,"1":10,"2":10}}`)); err != nil {
+		t.Fatal(err)
+	}
+	if got := groupOffsets(t, addrs, "g-ckpt"); fmt.Sprint(got) != fmt.Sprint(map[int32]int64{0: 10, 1: 10, 2: 10}) {
+		t.Fatalf("committed after close %v", got)
+	}
+
+	// A group member commits what it acknowledged; CommitCheckpoint is a
+	// no-op for it (and without a group). While it is in the group, a
+	// checkpoint commit is refused with a reason.
+	member := newTestInput(t, addrs, map[string]any{"consumer_group": "g-member", "commit_period": time.Hour})
+	if err := member.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer member.Close(ctx)
+	read(t, ctx, member, 1)
+	if err := member.CommitCheckpoint(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+	if got := groupOffsets(t, addrs, "g-member"); len(got) != 0 {
+		t.Fatalf("group member: CommitCheckpoint committed %v", got)
+	}
+	busy := newSelfAssignedInput(t, addrs, "g-member", map[string]any{})
+	defer busy.Close(ctx)
+	if err := busy.CommitCheckpoint(ctx, last); err == nil || !strings.Contains(err.Error(), "active members") {
+		t.Fatalf("commit into a group with a member: %v, want an error naming active members", err)
+	}
+	noGroup := newTestInput(t, addrs, map[string]any{})
+	if err := noGroup.CommitCheckpoint(ctx, last); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A second instance started while the first still runs (as after a
+// SIGKILL whose process the broker does not yet know is gone) reads every
+// partition at once and commits checkpoints: no group membership can
+// block it.
+func TestInputSelfAssignedNotBlockedByDeadInstance(t *testing.T) {
+	c := newCluster(t)
+	addrs := c.ListenAddrs()
+	produceSpread(t, addrs, 0, 30)
+	ctx := testCtx(t, 30*time.Second)
+
+	zombie := newSelfAssignedInput(t, addrs, "g-zombie", map[string]any{"batch_size": int64(4)})
+	if err := zombie.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer zombie.Close(ctx) // only when the test ends
+	bs, _, _ := read(t, ctx, zombie, 4)
+	if err := zombie.CommitCheckpoint(ctx, bs[0].Pos); err != nil {
+		t.Fatal(err)
+	}
+
+	// The new instance restores the checkpoint's position.
+	at := posOf(t, bs[0].Pos)
+	in := newSelfAssignedInput(t, addrs, "g-zombie", map[string]any{})
+	if err := in.Seek(bs[0].Pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := in.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close(ctx)
+	n := 30 - (at[0] + at[1] + at[2])
+	bs2, _, rows := read(t, ctx, in, int(n))
+	checkStarts(t, rows, at, map[int32]int64{0: 10 - at[0], 1: 10 - at[1], 2: 10 - at[2]})
+	if err := in.CommitCheckpoint(ctx, bs2[len(bs2)-1].Pos); err != nil {
+		t.Fatal(err)
+	}
+	if got := groupOffsets(t, addrs, "g-zombie"); fmt.Sprint(got) != fmt.Sprint(map[int32]int64{0: 10, 1: 10, 2: 10}) {
+		t.Fatalf("committed %v", got)
+	}
+}
+
+// read_committed (the default) never returns records of aborted
+// transactions, such as an upstream exactly-once pipeline's.
+func TestInputSelfAssignedReadsCommittedOnly(t *testing.T) {
+	c := newCluster(t)
+	addrs := c.ListenAddrs()
+	ctx := testCtx(t, 30*time.Second)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.TransactionalID("upstream"),
+		kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	for _, commit := range []bool{false, true, false} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 6; i++ {
+			r := &kgo.Record{Topic: "in", Partition: int32(i % 3), Value: fmt.Appendf(nil, "%v-%d", commit, i)}
+			if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, kgo.TransactionEndTry(commit)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produceSpread(t, addrs, 0, 3) // after the last aborted transaction
+
+	in := newSelfAssignedInput(t, addrs, "g-rc", map[string]any{})
+	if err := in.Connect(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer in.Close(ctx)
+	_, _, rows := read(t, ctx, in, 9)
+	for _, r := range rows {
+		if strings.HasPrefix(r.value, "false-") {
+			t.Fatalf("read %q of an aborted transaction", r.value)
+		}
+	}
+	if len(rows) != 9 {
+		t.Fatalf("read %d records, want 9", len(rows))
 	}
 }

@@ -18,11 +18,76 @@
 //     there. Without a group the input assigns every partition of its topics
 //     itself and resolves the starting offsets to numbers at Connect, so the
 //     position names every partition and a resume neither skips nor repeats.
+//   - With a group and group_membership: false (checkpointed exactly-once
+//     pipelines) the input also assigns every partition itself and never
+//     joins the group: no rebalance, and a restarted process is never
+//     blocked by a dead member. It starts at the Seek position, else at the
+//     group's committed offsets, else per start_from_latest, and commits the
+//     group's offsets only from CommitCheckpoint, which the checkpoint
+//     coordinator calls with the position of each completed checkpoint (for
+//     lag tools). Partitions added to a topic are picked up at the next
+//     Connect (restart or reconnect). See assign.go.
+//   - read_committed isolation is the default: records of aborted (and still
+//     open) transactions, such as an upstream exactly-once weir's, are never
+//     read.
 //
 // Output (output_kafka.go): one Produce per row, Write returns once Kafka has
-// acknowledged every record of the batch (or the first error). The produce
-// logic lives in a single method so a transactional producer (exactly_once,
-// two-phase commit at checkpoints) can wrap it.
+// acknowledged every record of the batch (or the first error). Without
+// exactly_once it is at-least-once: a batch written again after a failure
+// or a restart is written twice.
+//
+// Exactly-once output (exactly_once: true, output_kafka_txn.go) implements
+// component.Committer with one Kafka transaction per checkpoint epoch:
+//   - Transactions. Records after barrier N keep flowing while transaction
+//     N waits for checkpoint N to complete, and a producer has one open
+//     transaction at a time, so the output keeps a pool of three
+//     transactional producers, with transactional ids BASE-0, BASE-1 and
+//     BASE-2 (BASE: transactional_id, default weir-STREAM-TOPIC). The
+//     first Write of an epoch begins a transaction on a free producer; an
+//     epoch without records begins none.
+//   - PreCommit(N) flushes the epoch's transaction (every produce result
+//     is back; an error fails the checkpoint) and returns its handle, the
+//     JSON {transactional_id, producer_id, producer_epoch, ...}, which the
+//     manifest stores ({"empty":true} when nothing was written). Later
+//     Writes begin epoch N+1 on another producer.
+//   - Commit(N) ends transaction N with a commit (EndTxn), from the
+//     coordinator's goroutine while the sink writes epoch N+1 on another
+//     producer; a repeated Commit is a success. Abort(N) aborts it (the
+//     open epoch's transaction is aborted when its barrier arrives).
+//   - Recover(N, handle), before Connect in a new process, re-commits
+//     transaction N with a raw EndTxn (transactional id, producer id and
+//     epoch from the handle) sent by a plain client, and only then
+//     initializes the pool: InitProducerID on each transactional id aborts
+//     the transactions the crashed run left open (epochs after N) and
+//     fences an older instance still running (its next Write or Commit
+//     fails with ErrFenced).
+//   - Never twice under one producer id and epoch. Before KIP-890 brokers
+//     keep the producer epoch across the transactions of a producer, and a
+//     re-commit of handle N by recovery would commit whatever transaction
+//     is open under that id and epoch at the time. So a producer begins no
+//     transaction while a checkpoint that recovery may restore names its
+//     last one (its slot is free only once a later checkpoint has a
+//     manifest), and it is re-initialized (new epoch) after each commit and
+//     abort when the broker did not bump the epoch itself.
+//   - Which re-commit answers are a success: none (committed now), or a
+//     repeated commit. INVALID_TXN_STATE means the transaction was aborted:
+//     Recover fails with ErrTransactionLost. PRODUCER_FENCED or
+//     INVALID_PRODUCER_EPOCH means the producer's epoch moved on after the
+//     transaction ended; by the rules above that happens after a commit
+//     (the old run's Commit, or an earlier recovery that then initialized
+//     the pool), or when the broker aborted it at its transaction timeout.
+//     Recover asks the broker (DescribeTransactions) and fails with
+//     ErrTransactionLost when it reports the abort; the timeout case is
+//     otherwise excluded by configuration: transactional_timeout must be
+//     larger than checkpoint interval + checkpoint timeout + restart time
+//     (60s), checked by CheckTransactionTimeout. In a running instance the
+//     same answers mean another instance took over: ErrFenced.
+//   - A failed record (or a cancelled Write) inside a transaction cannot
+//     be repaired without losing or duplicating records: Write and
+//     PreCommit return ErrTransactionFailed from then on, and the stream
+//     must restart from its last checkpoint.
+//   - Readers see the records at Commit when they read with isolation
+//     level read_committed (the kafka input's default).
 package kafka
 
 import (

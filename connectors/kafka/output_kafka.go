@@ -2,8 +2,10 @@ package kafka
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,8 +26,14 @@ const (
 	outFieldMaxInFlight   = "max_in_flight"
 	outFieldBatchMaxBytes = "batch_max_bytes"
 	outFieldExactlyOnce   = "exactly_once"
+	outFieldTxnID         = "transactional_id"
 	outFieldTxnTimeout    = "transactional_timeout"
 )
+
+// defaultTxnTimeout is the default transactional_timeout: the brokers'
+// default transaction.max.timeout.ms, and more than the default checkpoint
+// interval (60s) + checkpoint timeout (10m) + restart time (60s).
+const defaultTxnTimeout = 15 * time.Minute
 
 // Compression codecs.
 const (
@@ -50,8 +58,11 @@ func outputSpec() component.Spec {
 	return component.Spec{
 		Name: "kafka",
 		Summary: "Kafka producer (franz-go): one record per row (payload from __value__, else a JSON object of the " +
-			"row), key from an expression or the __meta_key column. Write returns once every record is acknowledged.",
-		Delivery: component.DeliveryExactlyOnce,
+			"row), key from an expression or the __meta_key column. Write returns once every record is acknowledged. " +
+			"With exactly_once: true, records are written in one Kafka transaction per checkpoint, committed when the " +
+			"checkpoint completes (read them with isolation_level: read_committed).",
+		Delivery:         component.DeliveryExactlyOnce,
+		CheckCheckpoints: CheckTransactionTimeout,
 		Fields: []component.Field{
 			brokersField(),
 			{Name: outFieldTopic, Type: component.TypeString, Required: true,
@@ -73,9 +84,15 @@ func outputSpec() component.Spec {
 			{Name: outFieldBatchMaxBytes, Type: component.TypeInt, Default: int64(defaultBatchMaxBytes), Advanced: true,
 				Description: "largest record batch sent to one partition (must not exceed the topic's max.message.bytes)"},
 			{Name: outFieldExactlyOnce, Type: component.TypeBool, Default: false,
-				Description: "write in Kafka transactions committed at checkpoints (two-phase commit); not supported yet"},
-			{Name: outFieldTxnTimeout, Type: component.TypeDuration, Default: 60 * time.Second, Advanced: true,
-				Description: "exactly_once: how long the broker keeps a transaction open before aborting it (must exceed the checkpoint interval)"},
+				Description: "write in Kafka transactions committed at checkpoints (two-phase commit; needs state.enabled " +
+					"and acks: all); without it the output is at-least-once"},
+			{Name: outFieldTxnID, Type: component.TypeString, Advanced: true,
+				Description: "exactly_once: base of the transactional ids (the output uses BASE-0, BASE-1 and BASE-2); " +
+					"must be unique to this output and stable across restarts: another writer with the same id is fenced; " +
+					"empty: weir-STREAM-TOPIC"},
+			{Name: outFieldTxnTimeout, Type: component.TypeDuration, Default: defaultTxnTimeout, Advanced: true,
+				Description: "exactly_once: how long the broker keeps a transaction open before aborting it; must exceed " +
+					"checkpoint interval + checkpoint timeout + 60s of restart time, and not exceed the brokers' transaction.max.timeout.ms"},
 			tlsField(),
 			saslField(),
 		},
@@ -111,6 +128,10 @@ type output struct {
 	mu     sync.Mutex // guards cl and cancel
 	cl     *kgo.Client
 	cancel context.CancelFunc
+
+	// txn is the pool of transactional producers (exactly_once); nil for
+	// an at-least-once output. See output_kafka_txn.go.
+	txn *txnPool
 }
 
 func newOutput(conf *component.Config, res component.Resources) (component.Output, error) {
@@ -128,9 +149,6 @@ func newOutput(conf *component.Config, res component.Resources) (component.Outpu
 	}
 	if o.topic == "" {
 		return nil, conf.Errorf(outFieldTopic, "a topic is required")
-	}
-	if conf.Bool(outFieldExactlyOnce) {
-		return nil, conf.Errorf(outFieldExactlyOnce, "not supported yet")
 	}
 	if src := conf.String(outFieldKey); src != "" {
 		p, err := rowexpr.Compile(src)
@@ -173,31 +191,87 @@ func newOutput(conf *component.Config, res component.Resources) (component.Outpu
 		}
 		o.batchMaxBytes = int32(n)
 	}
+	if conf.Bool(outFieldExactlyOnce) {
+		if o.acks != acksAll {
+			return nil, conf.Errorf(outFieldAcks, "exactly_once needs acks: all (transactions are idempotent), got %s", o.acks)
+		}
+		timeout := conf.Duration(outFieldTxnTimeout)
+		if !conf.Has(outFieldTxnTimeout) {
+			timeout = defaultTxnTimeout
+		}
+		if timeout < time.Second {
+			return nil, conf.Errorf(outFieldTxnTimeout, "must be at least 1s, got %v", timeout)
+		}
+		base := conf.String(outFieldTxnID)
+		if base == "" {
+			base = defaultTxnID(res, o.topic)
+		}
+		o.txn = newTxnPool(o, base, timeout)
+	}
 	return o, nil
 }
 
-// Connect creates the producer and checks that a broker answers.
-func (o *output) Connect(ctx context.Context) error {
-	opts, err := o.client.opts(o.log)
-	if err != nil {
-		return fmt.Errorf("kafka output: %w", err)
+// defaultTxnID is the default transactional_id: weir-STREAM-TOPIC, with
+// -error for an error_output.
+func defaultTxnID(res component.Resources, topic string) string {
+	id := "weir-"
+	if res.Stream != "" {
+		id += res.Stream + "-"
 	}
-	opts = append(opts,
-		kgo.ProducerBatchCompression(o.compression),
-		kgo.ProducerBatchMaxBytes(o.batchMaxBytes),
-		// Write waits for its records: lingering would only delay the
-		// last partial batch of every Write.
-		kgo.ProducerLinger(0),
-	)
-	switch o.acks {
-	case acksAll:
-		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
-	case acksLeader:
-		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
-			kgo.MaxProduceRequestsInflightPerBroker(o.maxInFlight))
-	case acksNone:
-		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite(),
-			kgo.MaxProduceRequestsInflightPerBroker(o.maxInFlight))
+	id += topic
+	if strings.HasPrefix(res.Label, "error_output") {
+		id += "-error"
+	}
+	return id
+}
+
+// restartTime is what CheckTransactionTimeout allows for a crashed
+// pipeline to be restarted and recover its outputs.
+const restartTime = 60 * time.Second
+
+// CheckTransactionTimeout checks the transactional_timeout of a kafka
+// output with exactly_once: true (outputConf is any output's config; other
+// outputs pass). A transaction is opened at the first record after a
+// checkpoint barrier and must survive until the next checkpoint completes
+// and commits it, or, after a crash, until the restarted pipeline
+// re-commits it from the checkpoint: so the timeout must be larger than
+// checkpoint interval + checkpoint timeout + restart time (60s). A shorter
+// one lets the broker abort a pre-committed transaction, losing its
+// records. The output's constructor does not see the state config, so
+// whoever builds the stream calls this.
+func CheckTransactionTimeout(outputConf *component.Config, checkpointInterval, checkpointTimeout time.Duration) error {
+	if outputConf == nil || outputConf.Type != "kafka" || !outputConf.Bool(outFieldExactlyOnce) {
+		return nil
+	}
+	timeout := defaultTxnTimeout
+	if outputConf.Has(outFieldTxnTimeout) {
+		timeout = outputConf.Duration(outFieldTxnTimeout)
+	}
+	need := checkpointInterval + checkpointTimeout + restartTime
+	if timeout <= need {
+		return outputConf.Errorf(outFieldTxnTimeout,
+			"%v is too short for exactly_once: it must be larger than checkpoint interval (%v) + checkpoint timeout (%v) "+
+				"+ restart time (%v) = %v, or the broker may abort a transaction before its checkpoint commits it "+
+				"(the brokers' transaction.max.timeout.ms, 15m by default, must allow it too)",
+			timeout, checkpointInterval, checkpointTimeout, restartTime, need)
+	}
+	return nil
+}
+
+// ExactlyOnce reports whether the output writes in transactions committed
+// at checkpoints (exactly_once: true).
+func (o *output) ExactlyOnce() bool { return o.txn != nil }
+
+// Connect creates the producer and checks that a broker answers. With
+// exactly_once it starts the pool of transactional producers, unless
+// Recover already did.
+func (o *output) Connect(ctx context.Context) error {
+	if o.txn != nil {
+		return o.txn.connect(ctx)
+	}
+	opts, err := o.producerOpts()
+	if err != nil {
+		return err
 	}
 	cl, cancel, err := newClient(opts)
 	if err != nil {
@@ -217,11 +291,48 @@ func (o *output) Connect(ctx context.Context) error {
 	return nil
 }
 
+// producerOpts are the kgo options of a producer: connection, compression,
+// batching, acks.
+func (o *output) producerOpts() ([]kgo.Opt, error) {
+	opts, err := o.client.opts(o.log)
+	if err != nil {
+		return nil, fmt.Errorf("kafka output: %w", err)
+	}
+	opts = append(opts,
+		kgo.ProducerBatchCompression(o.compression),
+		kgo.ProducerBatchMaxBytes(o.batchMaxBytes),
+		// Write waits for its records: lingering would only delay the
+		// last partial batch of every Write.
+		kgo.ProducerLinger(0),
+	)
+	switch o.acks {
+	case acksAll:
+		opts = append(opts, kgo.RequiredAcks(kgo.AllISRAcks()))
+	case acksLeader:
+		opts = append(opts, kgo.RequiredAcks(kgo.LeaderAck()), kgo.DisableIdempotentWrite(),
+			kgo.MaxProduceRequestsInflightPerBroker(o.maxInFlight))
+	case acksNone:
+		opts = append(opts, kgo.RequiredAcks(kgo.NoAck()), kgo.DisableIdempotentWrite(),
+			kgo.MaxProduceRequestsInflightPerBroker(o.maxInFlight))
+	}
+	return opts, nil
+}
+
 // Write produces every row of b and returns once Kafka has acknowledged all
 // of them, or with the first error. When ctx ends first it returns ctx's
 // error; records already sent may still be written (at-least-once: the
 // engine writes the batch again).
+//
+// With exactly_once the records join the open transaction of the current
+// epoch and become visible when its checkpoint commits (see PreCommit).
 func (o *output) Write(ctx context.Context, b *message.Batch) error {
+	if o.txn != nil {
+		recs, err := o.records(b)
+		if err != nil {
+			return fmt.Errorf("kafka output: topic %s: %w", o.topic, err)
+		}
+		return fatalTxnError(o.txn.write(ctx, recs))
+	}
 	o.mu.Lock()
 	cl := o.cl
 	o.mu.Unlock()
@@ -340,7 +451,14 @@ func (w *produceWait) promise(_ *kgo.Record, err error) {
 
 // Close flushes buffered records and closes the producer; ctx bounds how
 // long it waits for the brokers.
+//
+// With exactly_once, Close aborts the open transaction of the current
+// epoch (its records are written again after a restart) and leaves a
+// pre-committed one to Commit or to recovery.
 func (o *output) Close(ctx context.Context) error {
+	if o.txn != nil {
+		return o.txn.close(ctx)
+	}
 	o.mu.Lock()
 	cl, cancel := o.cl, o.cancel
 	o.cl, o.cancel = nil, nil
@@ -353,5 +471,14 @@ func (o *output) Close(ctx context.Context) error {
 		err = fmt.Errorf("kafka output: flush to %s at %s: %w", o.topic, o.client.brokerList(), ferr)
 	}
 	closeClient(ctx, cl, cancel)
+	return err
+}
+
+// fatalTxnError marks the transactional failures a restart must handle
+// (the engine stops the stream on component.ErrFatal instead of retrying).
+func fatalTxnError(err error) error {
+	if errors.Is(err, ErrFenced) || errors.Is(err, ErrTransactionFailed) || errors.Is(err, ErrTransactionLost) {
+		return component.Fatal(err)
+	}
 	return err
 }
