@@ -586,3 +586,53 @@ func TestCheckpointTimeoutThenNextSucceeds(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// A checkpoint taken after a restore but before the first batch keeps the
+// restored position (not none, which would replay the input from its
+// start after the next restore).
+func TestCheckpointBeforeFirstBatchKeepsRestoredPosition(t *testing.T) {
+	store, _ := storage.NewLocal(t.TempDir())
+	in := &seqInput{total: 1000, batch: 100, keys: 10, pauseAt: 500, paused: make(chan struct{}), release: make(chan struct{})}
+	h := newHarness(t, store, in, 1, checkpoint.Config{})
+	if _, err := h.coord.Restore(context.Background(), 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	wait := h.start(t, ctx)
+	<-in.paused
+	id, err := h.coord.CreateCheckpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	close(in.release)
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Second process: restored, and paused before reading anything.
+	in2 := &seqInput{total: 1000, batch: 100, keys: 10, paused: make(chan struct{}), release: make(chan struct{})}
+	h2 := newHarness(t, store, in2, 1, checkpoint.Config{})
+	m, err := h2.coord.Restore(context.Background(), id, false)
+	if err != nil || m == nil {
+		t.Fatal(m, err)
+	}
+	in2.pauseAt = in2.next // pause at once
+	ctx2, stop2 := context.WithCancel(context.Background())
+	wait2 := h2.start(t, ctx2)
+	<-in2.paused
+	id2, err := h2.coord.CreateCheckpoint(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop2()
+	close(in2.release)
+	if err := wait2(); err != nil {
+		t.Fatal(err)
+	}
+	good, _, _ := h2.coord.List(context.Background())
+	for _, g := range good {
+		if g.ID == id2 && string(g.Position) != string(m.Position) {
+			t.Fatalf("checkpoint %d has position %x, want the restored %x", id2, g.Position, m.Position)
+		}
+	}
+}

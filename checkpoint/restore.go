@@ -255,6 +255,7 @@ func (c *Coordinator) apply(m *Manifest, files map[string][]byte) error {
 	if err := r.Seek(m.Position); err != nil {
 		return fmt.Errorf("seek input: %w", err)
 	}
+	c.stream.ResumeFrom(m.Position)
 	return nil
 }
 

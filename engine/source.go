@@ -118,7 +118,7 @@ func (s *Stream) sourceLoop(ctx, hard context.Context, in <-chan *unit, out chan
 			return false
 		}
 	}
-	var pos []byte
+	pos := s.startPos
 	var tick <-chan time.Time
 	if s.flushInt > 0 {
 		t := time.NewTicker(s.flushInt)

@@ -135,6 +135,7 @@ type Stream struct {
 	flushInt time.Duration
 	barriers chan uint64 // checkpoint triggers for the source
 	inputErr error       // set by the reader when the input fails for good
+	startPos []byte      // the position the input was rewound to (ResumeFrom)
 
 	status  atomic.Int32
 	records atomic.Int64 // records read, for progress
@@ -401,6 +402,11 @@ func (s *Stream) StatefulInstances() []OperatorSnapshot {
 	})
 	return out
 }
+
+// ResumeFrom records that the input was rewound to pos (a restored
+// checkpoint's position), so that a barrier taken before the first batch
+// carries that position, not none. Call it before Run.
+func (s *Stream) ResumeFrom(pos []byte) { s.startPos = pos }
 
 // TriggerCheckpoint asks the source to inject the barrier of checkpoint id.
 // It returns false if a trigger is already waiting or the stream is not

@@ -204,7 +204,7 @@ type clientConf struct {
 // parseClientConf reads and checks the shared fields; it does no I/O (the
 // TLS files are read in Connect).
 func parseClientConf(conf *component.Config) (clientConf, error) {
-	c := clientConf{brokers: conf.StringList(fieldBrokers), clientID: conf.String(fieldClientID)}
+	c := clientConf{brokers: splitBrokers(conf.StringList(fieldBrokers)), clientID: conf.String(fieldClientID)}
 	if c.clientID == "" {
 		c.clientID = defaultClientID
 	}
@@ -357,4 +357,18 @@ func loggerOf(res component.Resources) *slog.Logger {
 		return res.Logger
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// splitBrokers accepts "a:9092,b:9092" entries too, so one environment
+// variable can name several brokers: brokers: ["${KAFKA_BROKERS}"].
+func splitBrokers(list []string) []string {
+	var out []string
+	for _, e := range list {
+		for _, b := range strings.Split(e, ",") {
+			if b = strings.TrimSpace(b); b != "" {
+				out = append(out, b)
+			}
+		}
+	}
+	return out
 }
