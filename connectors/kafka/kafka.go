@@ -40,35 +40,64 @@
 // component.Committer with one Kafka transaction per checkpoint epoch:
 //   - Transactions. Records after barrier N keep flowing while transaction
 //     N waits for checkpoint N to complete, and a producer has one open
-//     transaction at a time, so the output keeps a pool of three
-//     transactional producers, with transactional ids BASE-0, BASE-1 and
-//     BASE-2 (BASE: transactional_id, default weir-STREAM-TOPIC). The
-//     first Write of an epoch begins a transaction on a free producer; an
-//     epoch without records begins none.
+//     transaction at a time, so the output keeps a pool of transactional
+//     producers, with transactional ids BASE-0, BASE-1, ... (BASE:
+//     transactional_id, default weir-STREAM-TOPIC). Three suffice while
+//     checkpoints complete. The first Write of an epoch begins a
+//     transaction on a free producer; an epoch without records begins
+//     none.
 //   - PreCommit(N) flushes the epoch's transaction (every produce result
-//     is back; an error fails the checkpoint) and returns its handle, the
-//     JSON {transactional_id, producer_id, producer_epoch, ...}, which the
-//     manifest stores ({"empty":true} when nothing was written). Later
-//     Writes begin epoch N+1 on another producer.
-//   - Commit(N) ends transaction N with a commit (EndTxn), from the
-//     coordinator's goroutine while the sink writes epoch N+1 on another
-//     producer; a repeated Commit is a success. Abort(N) aborts it (the
-//     open epoch's transaction is aborted when its barrier arrives).
-//   - Recover(N, handle), before Connect in a new process, re-commits
-//     transaction N with a raw EndTxn (transactional id, producer id and
-//     epoch from the handle) sent by a plain client, and only then
-//     initializes the pool: InitProducerID on each transactional id aborts
-//     the transactions the crashed run left open (epochs after N) and
-//     fences an older instance still running (its next Write or Commit
-//     fails with ErrFenced).
+//     is back; an error fails the checkpoint) and returns the handle the
+//     manifest stores: the JSON {v, base, pool, txns}, where txns lists
+//     every transaction pre-committed and not yet committed, oldest first,
+//     each with its checkpoint, transactional id, producer id, producer
+//     epoch and start time (no txns when nothing is pending). Later Writes
+//     begin epoch N+1 on another producer.
+//   - Failed checkpoints. The engine never aborts the epoch of a failed
+//     checkpoint: it stays pre-committed, and the handle of the next
+//     PreCommit names it too. Commit(N) commits every pre-committed epoch
+//     up to N, oldest first, from the coordinator's goroutine while the
+//     sink writes epoch N+1 on another producer; an epoch committed before
+//     is skipped, so a repeated Commit is a success. Each pending epoch
+//     holds its producer, so the pool grows (BASE-3, BASE-4, ...) instead
+//     of making a Write wait for a free one: the barrier that could free
+//     one reaches the output only after that Write returns. A PreCommit
+//     that would leave more than 16 epochs pending fails the stream
+//     (ErrCheckpointsFailing, fatal), which bounds the pool at 33 ids; the
+//     coordinator stops the stream sooner unless tolerable_failed_checkpoints
+//     is above 14. Abort(N), for library users, discards the epochs up to N
+//     (the open one when its barrier arrives).
+//   - Transaction timeout. The broker aborts a transaction
+//     transactional_timeout after its first record, and a run of failed
+//     checkpoints keeps the oldest pending one waiting. PreCommit refuses
+//     (ErrCheckpointsFailing, fatal) when the oldest transaction its handle
+//     would name began more than transactional_timeout minus a margin
+//     (60s, or a quarter of the timeout if shorter) ago: the checkpoint
+//     gets no manifest, and the restarted stream recovers the last complete
+//     checkpoint and reads those epochs' records again. Should the broker
+//     still abort a transaction before Commit reaches it (the checkpoint
+//     took longer than the margin), Commit fails with ErrTransactionLost
+//     (fatal): that transaction's records are lost, and so does the
+//     recovery from that checkpoint, rather than carry on silently.
+//   - Recover(N, handle), before Connect in a new process, re-commits the
+//     transactions the handle lists, oldest first, with raw EndTxn requests
+//     (transactional id, producer id and epoch from the handle) sent by a
+//     plain client, and only then initializes the pool: InitProducerID on
+//     each transactional id aborts the transactions the crashed run left
+//     open (epochs after N) and fences an older instance still running
+//     (its next Write or Commit fails with ErrFenced). The ids initialized
+//     are the pool's own, those of the pool the handle names (its base and
+//     size), and those above that size the broker knows
+//     (DescribeTransactions): the old pool may have grown after checkpoint N.
 //   - Never twice under one producer id and epoch. Before KIP-890 brokers
 //     keep the producer epoch across the transactions of a producer, and a
 //     re-commit of handle N by recovery would commit whatever transaction
 //     is open under that id and epoch at the time. So a producer begins no
 //     transaction while a checkpoint that recovery may restore names its
 //     last one (its slot is free only once a later checkpoint has a
-//     manifest), and it is re-initialized (new epoch) after each commit and
-//     abort when the broker did not bump the epoch itself.
+//     manifest; a Commit that commits several epochs holds all their
+//     producers), and it is re-initialized (new epoch) after each commit
+//     and abort when the broker did not bump the epoch itself.
 //   - Which re-commit answers are a success: none (committed now), or a
 //     repeated commit. INVALID_TXN_STATE means the transaction was aborted:
 //     Recover fails with ErrTransactionLost. PRODUCER_FENCED or
@@ -78,10 +107,12 @@
 //     the pool), or when the broker aborted it at its transaction timeout.
 //     Recover asks the broker (DescribeTransactions) and fails with
 //     ErrTransactionLost when it reports the abort; the timeout case is
-//     otherwise excluded by configuration: transactional_timeout must be
-//     larger than checkpoint interval + checkpoint timeout + restart time
-//     (60s), checked by CheckTransactionTimeout. In a running instance the
-//     same answers mean another instance took over: ErrFenced.
+//     otherwise excluded by configuration and by PreCommit's check:
+//     transactional_timeout must be larger than checkpoint interval +
+//     checkpoint timeout + restart time (60s), checked by
+//     CheckTransactionTimeout. In a running instance the same answers mean
+//     another instance took over (ErrFenced), or ErrTransactionLost when
+//     the transaction is older than transactional_timeout.
 //   - A failed record (or a cancelled Write) inside a transaction cannot
 //     be repaired without losing or duplicating records: Write and
 //     PreCommit return ErrTransactionFailed from then on, and the stream

@@ -87,12 +87,14 @@ func outputSpec() component.Spec {
 				Description: "write in Kafka transactions committed at checkpoints (two-phase commit; needs state.enabled " +
 					"and acks: all); without it the output is at-least-once"},
 			{Name: outFieldTxnID, Type: component.TypeString, Advanced: true,
-				Description: "exactly_once: base of the transactional ids (the output uses BASE-0, BASE-1 and BASE-2); " +
+				Description: "exactly_once: base of the transactional ids (the output uses BASE-0, BASE-1 and BASE-2, and BASE-3, BASE-4, ... " +
+					"while checkpoints fail); " +
 					"must be unique to this output and stable across restarts: another writer with the same id is fenced; " +
 					"empty: weir-STREAM-TOPIC"},
 			{Name: outFieldTxnTimeout, Type: component.TypeDuration, Default: defaultTxnTimeout, Advanced: true,
 				Description: "exactly_once: how long the broker keeps a transaction open before aborting it; must exceed " +
-					"checkpoint interval + checkpoint timeout + 60s of restart time, and not exceed the brokers' transaction.max.timeout.ms"},
+					"checkpoint interval + checkpoint timeout + 60s of restart time, and not exceed the brokers' transaction.max.timeout.ms; " +
+					"checkpoints that keep failing for about this long make the stream restart from its last checkpoint"},
 			tlsField(),
 			saslField(),
 		},
@@ -239,6 +241,11 @@ const restartTime = 60 * time.Second
 // one lets the broker abort a pre-committed transaction, losing its
 // records. The output's constructor does not see the state config, so
 // whoever builds the stream calls this.
+//
+// This covers checkpoints that complete. A failed checkpoint leaves its
+// transaction to the next one, so the transaction ages further; a
+// PreCommit whose oldest transaction is too close to the timeout fails the
+// stream (ErrCheckpointsFailing), which restarts from its last checkpoint.
 func CheckTransactionTimeout(outputConf *component.Config, checkpointInterval, checkpointTimeout time.Duration) error {
 	if outputConf == nil || outputConf.Type != "kafka" || !outputConf.Bool(outFieldExactlyOnce) {
 		return nil
@@ -477,7 +484,8 @@ func (o *output) Close(ctx context.Context) error {
 // fatalTxnError marks the transactional failures a restart must handle
 // (the engine stops the stream on component.ErrFatal instead of retrying).
 func fatalTxnError(err error) error {
-	if errors.Is(err, ErrFenced) || errors.Is(err, ErrTransactionFailed) || errors.Is(err, ErrTransactionLost) {
+	if errors.Is(err, ErrFenced) || errors.Is(err, ErrTransactionFailed) || errors.Is(err, ErrTransactionLost) ||
+		errors.Is(err, ErrCheckpointsFailing) {
 		return component.Fatal(err)
 	}
 	return err

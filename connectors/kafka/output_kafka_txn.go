@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,16 +22,34 @@ import (
 // component.Committer. The protocol, and why it is safe, is in the package
 // doc (kafka.go).
 
-// txnPoolSize is the number of transactional producers. An epoch's slot is
-// reused only once a later checkpoint has a manifest (see txnPool.freeLocked);
-// with one checkpoint in flight, committed before the next one starts, that
-// takes three: one pre-committed epoch waiting for its checkpoint, one
-// being written, and the one committed last, which recovery may still
-// re-commit until the next checkpoint completes.
+// txnPoolSize is the number of transactional producers a pool starts
+// with. An epoch's slot is reused only once a later checkpoint has a
+// manifest (see txnPool.freeLocked); while every checkpoint completes (one
+// in flight, committed before the next one starts) that takes three: one
+// pre-committed epoch waiting for its checkpoint, one being written, and
+// the one committed last, which recovery may still re-commit until the
+// next checkpoint completes. Failed checkpoints leave their epochs
+// pre-committed, each holding its producer, so the pool grows (BASE-3,
+// BASE-4, ...) rather than make a Write wait for a checkpoint that cannot
+// complete before that Write returns.
 const txnPoolSize = 3
 
+// maxPendingTxns bounds the epochs pre-committed and not yet committed
+// (checkpoints that failed in a row, and the one that will commit them): a
+// PreCommit beyond it fails the stream with ErrCheckpointsFailing. The
+// checkpoint coordinator stops the stream after tolerable_failed_checkpoints
+// + 1 failures in a row, with at most that many epochs pending plus the
+// next one, so this allows tolerable_failed_checkpoints up to
+// maxPendingTxns - 2 (14).
+const maxPendingTxns = 16
+
+// maxPoolSize bounds the pool: maxPendingTxns pre-committed epochs, as
+// many committed at the last checkpoint (held until a later checkpoint has
+// a manifest), and the open epoch.
+const maxPoolSize = 2*maxPendingTxns + 1
+
 // handleVersion is the format version of the handles PreCommit returns.
-const handleVersion = 1
+const handleVersion = 2
 
 // recordOverhead bounds what a record adds to its key and value in a
 // record batch (lengths, deltas, attributes, and the batch header).
@@ -48,51 +67,97 @@ var (
 	// without losing or duplicating records, so the stream must restart
 	// from its last completed checkpoint. Retrying does not help.
 	ErrTransactionFailed = errors.New("transaction failed; the stream must restart from its last checkpoint")
-	// ErrTransactionLost is returned by Recover when the restored
-	// checkpoint's transaction was aborted by the broker (typically
-	// because transactional_timeout expired before recovery): its records
-	// are lost, and recovery stops rather than continue silently.
-	ErrTransactionLost = errors.New("the checkpoint's transaction was aborted by the broker; its records are lost")
+	// ErrTransactionLost is returned by Commit and Recover when a
+	// transaction of the checkpoint was aborted by the broker (typically
+	// because transactional_timeout expired while checkpoints failed, or
+	// before recovery): its records are lost, and the output stops rather
+	// than continue silently.
+	ErrTransactionLost = errors.New("a transaction of the checkpoint was aborted by the broker; its records are lost")
+	// ErrCheckpointsFailing is returned by PreCommit (and Write) when
+	// checkpoints have failed for so long that the epochs waiting for one
+	// to complete cannot wait any longer: more than maxPendingTxns of them,
+	// or the oldest transaction is about to reach transactional_timeout,
+	// after which the broker aborts it. The stream must restart from its
+	// last completed checkpoint (which aborts those epochs; their records
+	// are read again from the source).
+	ErrCheckpointsFailing = errors.New("checkpoints failed for too long; the stream must restart from its last checkpoint")
 )
 
 // txnHandle is what PreCommit returns and the checkpoint manifest stores:
-// enough to finish the epoch's transaction from another process, and the
-// pool it came from, so that recovery can fence that pool even after
-// transactional_id changed.
+// every transaction pre-committed and not yet committed when the
+// checkpoint's barrier reached the output, oldest first (a failed
+// checkpoint leaves its epoch to the next one that completes), with what
+// is needed to finish each from another process; and the pool they came
+// from, so that recovery can fence every transactional id that pool may
+// have used, even after transactional_id changed.
 type txnHandle struct {
-	Version int    `json:"v"`
-	Base    string `json:"base"`
-	Pool    int    `json:"pool"`
-	// Empty: nothing was written in the epoch; there is nothing to commit.
-	Empty           bool   `json:"empty,omitempty"`
-	TransactionalID string `json:"transactional_id,omitempty"`
+	Version int      `json:"v"`
+	Base    string   `json:"base"`
+	Pool    int      `json:"pool"`
+	Txns    []txnRef `json:"txns,omitempty"`
+}
+
+// txnRef is the transaction of one epoch.
+type txnRef struct {
+	// Checkpoint is the epoch: the checkpoint whose barrier ended it.
+	Checkpoint      uint64 `json:"checkpoint"`
+	TransactionalID string `json:"transactional_id"`
 	ProducerID      int64  `json:"producer_id"`
 	ProducerEpoch   int16  `json:"producer_epoch"`
-	// StartedMs is when the transaction began (unix milliseconds), for
-	// the timeout warning of recovery.
+	// StartedMs is when the transaction began (unix milliseconds): the
+	// broker aborts it transactional_timeout later.
 	StartedMs int64 `json:"started_ms,omitempty"`
 }
 
-func (h *txnHandle) String() string {
-	return fmt.Sprintf("transactional id %s (producer id %d, epoch %d)", h.TransactionalID, h.ProducerID, h.ProducerEpoch)
+func (r *txnRef) String() string {
+	return fmt.Sprintf("transactional id %s (producer id %d, epoch %d)", r.TransactionalID, r.ProducerID, r.ProducerEpoch)
 }
 
-// parseHandle parses a handle; nil data is no handle (nil, nil).
-func parseHandle(data []byte) (*txnHandle, error) {
+// age is how long ago the transaction began (0: unknown).
+func (r *txnRef) age() time.Duration {
+	if r.StartedMs <= 0 {
+		return 0
+	}
+	return time.Since(time.UnixMilli(r.StartedMs))
+}
+
+// parseHandle parses the handle of checkpoint id; nil data is no handle
+// (nil, nil).
+func parseHandle(id uint64, data []byte) (*txnHandle, error) {
 	if len(data) == 0 {
 		return nil, nil
 	}
 	var h txnHandle
 	if err := json.Unmarshal(data, &h); err != nil {
-		return nil, fmt.Errorf("kafka output: invalid transaction handle %q: %w", data, err)
+		return nil, fmt.Errorf("invalid transaction handle %q: %w", data, err)
 	}
 	if h.Version != handleVersion {
-		return nil, fmt.Errorf("kafka output: transaction handle version %d, want %d", h.Version, handleVersion)
+		return nil, fmt.Errorf("transaction handle version %d, want %d", h.Version, handleVersion)
 	}
-	if !h.Empty && h.TransactionalID == "" {
-		return nil, fmt.Errorf("kafka output: transaction handle %q names no transactional id", data)
+	if h.Pool < 0 || h.Pool > 1<<16 || h.Pool > 0 && h.Base == "" {
+		return nil, fmt.Errorf("transaction handle %q: invalid pool", data)
+	}
+	tids := map[string]bool{}
+	for i, r := range h.Txns {
+		switch {
+		case r.TransactionalID == "":
+			return nil, fmt.Errorf("transaction handle %q names no transactional id", data)
+		case tids[r.TransactionalID]:
+			return nil, fmt.Errorf("transaction handle %q names transactional id %s twice", data, r.TransactionalID)
+		case r.Checkpoint == 0 || r.Checkpoint > id || i > 0 && r.Checkpoint <= h.Txns[i-1].Checkpoint:
+			return nil, fmt.Errorf("transaction handle %q of checkpoint %d: epochs out of order", data, id)
+		}
+		tids[r.TransactionalID] = true
 	}
 	return &h, nil
+}
+
+// txns returns the transactions of h (none for nil).
+func (h *txnHandle) txns() []txnRef {
+	if h == nil {
+		return nil
+	}
+	return h.Txns
 }
 
 type slotState int
@@ -110,11 +175,10 @@ type txnSlot struct {
 
 	// Guarded by txnPool.mu (cl and cancel are also read without it by
 	// the goroutine that owns the slot's state).
-	cl     *kgo.Client
+	cl     *kgo.Client // nil until the slot's first use
 	cancel context.CancelFunc
 	state  slotState
-	id     uint64    // the checkpoint pre-committed (slotPreCommitted, slotEnding)
-	handle txnHandle // of the pre-committed transaction
+	handle txnRef // of the pre-committed transaction (slotPreCommitted, slotEnding)
 	// holds is the checkpoint whose manifest may name this slot's last
 	// transaction (0: none): recovery may re-commit it until a later
 	// checkpoint has a manifest, so no new transaction may start here
@@ -144,22 +208,26 @@ type txnPool struct {
 	o       *output
 	base    string
 	timeout time.Duration
-	slots   []*txnSlot
 
-	mu       sync.Mutex
-	started  bool // the producers are initialized (Recover or Connect)
-	closed   bool
-	failed   error               // the first failed write: the output cannot continue
-	cur      *txnSlot            // the current epoch's slot; nil until its first Write
-	pending  map[uint64]*txnSlot // pre-committed epochs by checkpoint id
-	manifest uint64              // newest checkpoint known to have a manifest (restored or committed)
-	restored uint64              // the checkpoint Recover committed
-	barrier  uint64              // the last PreCommit's checkpoint
+	mu      sync.Mutex
+	slots   []*txnSlot // BASE-0, BASE-1, ...: grows, never shrinks
+	started bool       // the producers are initialized (Recover or Connect)
+	closed  bool
+	failed  error               // the first failed write: the output cannot continue
+	cur     *txnSlot            // the current epoch's slot; nil until its first Write
+	pending map[uint64]*txnSlot // pre-committed epochs by checkpoint id
+	// manifest is the newest checkpoint known to have a manifest
+	// (restored or committed).
+	manifest uint64
+	restored uint64 // the checkpoint Recover committed
+	// restoredIDs are the transactional ids of the restored checkpoint's
+	// transactions, which a slot added later must hold too.
+	restoredIDs map[string]bool
+	barrier     uint64 // the last PreCommit's checkpoint
 	// abortNext is an Abort of the open epoch, whose barrier has not
 	// reached the output yet: its transaction is aborted at that PreCommit.
 	abortNext uint64
 	outcomes  map[uint64]bool // recent epochs: true committed, false aborted
-	changed   chan struct{}   // closed and replaced when a slot may have become free
 }
 
 func newTxnPool(o *output, base string, timeout time.Duration) *txnPool {
@@ -167,26 +235,22 @@ func newTxnPool(o *output, base string, timeout time.Duration) *txnPool {
 		o: o, base: base, timeout: timeout,
 		pending:  map[uint64]*txnSlot{},
 		outcomes: map[uint64]bool{},
-		changed:  make(chan struct{}),
 	}
 	for i := 0; i < txnPoolSize; i++ {
-		t.slots = append(t.slots, &txnSlot{tid: fmt.Sprintf("%s-%d", base, i)})
+		t.slots = append(t.slots, &txnSlot{tid: txnID(base, i)})
 	}
 	return t
 }
 
-// signalLocked wakes writers waiting for a free slot.
-func (t *txnPool) signalLocked() {
-	close(t.changed)
-	t.changed = make(chan struct{})
-}
+// txnID is the transactional id of producer i of the pool of base.
+func txnID(base string, i int) string { return fmt.Sprintf("%s-%d", base, i) }
 
 // setOutcomeLocked remembers how epoch id ended, for repeated Commits;
-// only the last few are kept.
+// only recent epochs are kept.
 func (t *txnPool) setOutcomeLocked(id uint64, committed bool) {
 	t.outcomes[id] = committed
 	for old := range t.outcomes {
-		if old+16 < id {
+		if old+4*maxPendingTxns < id {
 			delete(t.outcomes, old)
 		}
 	}
@@ -217,14 +281,17 @@ func (t *txnPool) newSlotClient(ctx context.Context, tid string) (*kgo.Client, c
 }
 
 // start initializes every producer of the pool, and the transactional ids
-// of extra (an older pool): whatever they had open is aborted and their
-// older instances are fenced.
+// extra (an older or larger pool): whatever they had open is aborted and
+// their older instances are fenced.
 func (t *txnPool) start(ctx context.Context, extra []string) error {
 	type made struct {
 		cl     *kgo.Client
 		cancel context.CancelFunc
 	}
-	clients := make([]made, 0, len(t.slots))
+	t.mu.Lock()
+	slots := slices.Clone(t.slots)
+	t.mu.Unlock()
+	clients := make([]made, 0, len(slots))
 	fail := func(err error) error {
 		for _, m := range clients {
 			closeClient(ctx, m.cl, m.cancel)
@@ -238,7 +305,7 @@ func (t *txnPool) start(ctx context.Context, extra []string) error {
 		}
 		closeClient(ctx, cl, cancel)
 	}
-	for _, s := range t.slots {
+	for _, s := range slots {
 		cl, cancel, err := t.newSlotClient(ctx, s.tid)
 		if err != nil {
 			return fail(err)
@@ -250,7 +317,7 @@ func (t *txnPool) start(ctx context.Context, extra []string) error {
 	if t.closed {
 		return fail(fmt.Errorf("kafka output: %w", component.ErrNotConnected))
 	}
-	for i, s := range t.slots {
+	for i, s := range slots {
 		s.cl, s.cancel = clients[i].cl, clients[i].cancel
 	}
 	t.started = true
@@ -270,55 +337,61 @@ func (t *txnPool) connect(ctx context.Context) error {
 	return t.start(ctx, nil)
 }
 
-// freeLocked returns an idle slot on which a new transaction may start:
-// none of the checkpoints that recovery might restore names its last
-// transaction.
-func (t *txnPool) freeLocked() *txnSlot {
+// freeLocked returns an idle slot on which a new transaction may start
+// (none of the checkpoints that recovery might restore names its last
+// transaction), adding one to the pool when none is: its producer is
+// created at its first use. It fails only past maxPoolSize, which the
+// bound on pending epochs (see preCommit) keeps out of reach.
+func (t *txnPool) freeLocked() (*txnSlot, error) {
 	for _, s := range t.slots {
 		if s.state == slotIdle && (s.holds == 0 || s.holds < t.manifest) {
-			return s
+			return s, nil
 		}
 	}
-	return nil
+	if len(t.slots) >= maxPoolSize {
+		return nil, fmt.Errorf("kafka output: %w: all %d transactional producers hold a transaction that a checkpoint may still commit",
+			ErrCheckpointsFailing, len(t.slots))
+	}
+	s := &txnSlot{tid: txnID(t.base, len(t.slots))}
+	if t.restoredIDs[s.tid] {
+		s.holds = t.restored
+	}
+	t.slots = append(t.slots, s)
+	if s.holds != 0 {
+		return t.freeLocked()
+	}
+	t.o.log.Info("kafka output: adding a transactional producer: the others hold transactions that a checkpoint may still commit",
+		"transactional_id", s.tid, "pending_epochs", len(t.pending))
+	return s, nil
 }
 
 // current returns the slot of the current epoch and its client, with its
-// transaction begun, picking a free slot at the first Write of an epoch
-// (and waiting for one when none is free: a checkpoint must complete
-// first).
+// transaction begun, picking a free slot at the first Write of an epoch.
+// It never waits for a checkpoint: the barrier that would complete one
+// reaches the output only after this Write returns.
 func (t *txnPool) current(ctx context.Context) (*txnSlot, *kgo.Client, error) {
 	t.mu.Lock()
-	for t.cur == nil {
-		if t.failed != nil {
-			err := t.failed
-			t.mu.Unlock()
-			return nil, nil, err
-		}
-		if !t.started || t.closed {
-			t.mu.Unlock()
-			return nil, nil, fmt.Errorf("kafka output: %w", component.ErrNotConnected)
-		}
-		if s := t.freeLocked(); s != nil {
-			s.state = slotOpen
-			t.cur = s
-			break
-		}
-		ch := t.changed
+	if t.failed != nil {
+		err := t.failed
 		t.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("kafka output: waiting for a checkpoint to complete before starting the next transaction: %w", ctx.Err())
-		}
-		t.mu.Lock()
-	}
-	s, cl := t.cur, t.cur.cl
-	err := t.failed
-	reinit := s.reinit || cl == nil
-	t.mu.Unlock()
-	if err != nil {
 		return nil, nil, err
 	}
+	if !t.started || t.closed {
+		t.mu.Unlock()
+		return nil, nil, fmt.Errorf("kafka output: %w", component.ErrNotConnected)
+	}
+	if t.cur == nil {
+		s, err := t.freeLocked()
+		if err != nil {
+			t.mu.Unlock()
+			return nil, nil, t.fail(err)
+		}
+		s.state = slotOpen
+		t.cur = s
+	}
+	s, cl := t.cur, t.cur.cl
+	reinit := s.reinit || cl == nil
+	t.mu.Unlock()
 	if reinit {
 		var err error
 		if cl, err = t.replaceClient(ctx, s); err != nil {
@@ -400,13 +473,70 @@ func (t *txnPool) write(ctx context.Context, recs []*kgo.Record) error {
 	return nil
 }
 
-func (t *txnPool) emptyHandle() []byte {
-	data, _ := json.Marshal(txnHandle{Version: handleVersion, Base: t.base, Pool: len(t.slots), Empty: true})
-	return data
+// handleLocked returns the handle of every pre-committed epoch, oldest
+// first.
+func (t *txnPool) handleLocked() ([]byte, error) {
+	h := txnHandle{Version: handleVersion, Base: t.base, Pool: len(t.slots)}
+	for _, s := range t.pending {
+		h.Txns = append(h.Txns, s.handle)
+	}
+	slices.SortFunc(h.Txns, func(a, b txnRef) int { return cmpUint64(a.Checkpoint, b.Checkpoint) })
+	return json.Marshal(h)
+}
+
+func cmpUint64(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// expiryMargin is how long before transactional_timeout PreCommit stops
+// handing over a transaction: the checkpoint still has to complete, and
+// after a crash the pipeline to restart (restartTime), before the broker
+// aborts it.
+func (t *txnPool) expiryMargin() time.Duration { return min(restartTime, t.timeout/4) }
+
+// checkPendingLocked refuses to pre-commit checkpoint id when the epochs
+// its handle would name cannot all be committed: too many wait for a
+// checkpoint to complete, or the oldest is about to reach
+// transactional_timeout. Failing here, before the checkpoint has a
+// manifest, makes the stream restart from the last complete checkpoint
+// and read those epochs' records again; a manifest naming a transaction
+// that the broker then aborts would lose them.
+func (t *txnPool) checkPendingLocked(id uint64, cur *txnSlot) error {
+	n := len(t.pending)
+	var oldest *txnSlot
+	for _, s := range t.pending {
+		if oldest == nil || s.started.Before(oldest.started) {
+			oldest = s
+		}
+	}
+	if cur != nil {
+		n++
+		if oldest == nil || cur.started.Before(oldest.started) {
+			oldest = cur
+		}
+	}
+	if n > maxPendingTxns {
+		return fmt.Errorf("kafka output: pre-commit checkpoint %d: %w: %d epochs would wait for a checkpoint to complete, at most %d may "+
+			"(tolerable_failed_checkpoints must not exceed %d)", id, ErrCheckpointsFailing, n, maxPendingTxns, maxPendingTxns-2)
+	}
+	if oldest != nil {
+		if age := time.Since(oldest.started); age > t.timeout-t.expiryMargin() {
+			return fmt.Errorf("kafka output: pre-commit checkpoint %d: %w: the transaction on %s began %v ago, too close to transactional_timeout (%v) "+
+				"for a checkpoint to commit it before the broker aborts it", id, ErrCheckpointsFailing, oldest.tid, age.Round(time.Millisecond), t.timeout)
+		}
+	}
+	return nil
 }
 
 // preCommit flushes the current epoch's transaction and hands it over to
-// Commit: later Writes start a transaction on another slot.
+// Commit: later Writes start a transaction on another slot. The handle
+// names every pre-committed epoch not yet committed.
 func (t *txnPool) preCommit(ctx context.Context, id uint64) ([]byte, error) {
 	t.mu.Lock()
 	t.barrier = id
@@ -415,6 +545,7 @@ func (t *txnPool) preCommit(ctx context.Context, id uint64) ([]byte, error) {
 	if s != nil {
 		cl = s.cl
 	}
+	written := s != nil && s.produced
 	abort := t.abortNext != 0 && t.abortNext <= id
 	t.abortNext = 0
 	failed := t.failed
@@ -422,16 +553,27 @@ func (t *txnPool) preCommit(ctx context.Context, id uint64) ([]byte, error) {
 	if failed != nil {
 		return nil, fmt.Errorf("kafka output: pre-commit checkpoint %d: %w", id, failed)
 	}
-	if s == nil || !s.produced {
-		// Nothing was written: the slot (and its transaction, begun
-		// only on the client side) carries over to the next epoch.
-		return t.emptyHandle(), nil
-	}
-	if abort {
+	if written && abort {
 		if err := t.abortOpen(ctx, s, cl); err != nil {
 			return nil, fmt.Errorf("kafka output: checkpoint %d was aborted before its barrier arrived: %w", id, err)
 		}
 		return nil, fmt.Errorf("kafka output: checkpoint %d was aborted before its barrier arrived; its transaction is aborted", id)
+	}
+	t.mu.Lock()
+	if !written {
+		s = nil
+	}
+	err := t.checkPendingLocked(id, s)
+	if err == nil && !written {
+		// Nothing was written: the slot (and its transaction, begun
+		// only on the client side) carries over to the next epoch.
+		data, err := t.handleLocked()
+		t.mu.Unlock()
+		return data, err
+	}
+	t.mu.Unlock()
+	if err != nil {
+		return nil, t.fail(err)
 	}
 	// Every Write waited for its records; this waits for those of a
 	// cancelled Write (which failed the output anyway).
@@ -445,19 +587,22 @@ func (t *txnPool) preCommit(ctx context.Context, id uint64) ([]byte, error) {
 		}
 		return nil, t.fail(fmt.Errorf("kafka output: pre-commit checkpoint %d: producer id of %s: %w", id, s.tid, err))
 	}
-	h := txnHandle{
-		Version: handleVersion, Base: t.base, Pool: len(t.slots),
-		TransactionalID: s.tid, ProducerID: pid, ProducerEpoch: epoch, StartedMs: s.started.UnixMilli(),
-	}
-	data, err := json.Marshal(h)
-	if err != nil {
-		return nil, fmt.Errorf("kafka output: pre-commit checkpoint %d: %w", id, err)
-	}
 	t.mu.Lock()
-	s.state, s.id, s.handle = slotPreCommitted, id, h
+	s.state = slotPreCommitted
+	s.handle = txnRef{Checkpoint: id, TransactionalID: s.tid, ProducerID: pid, ProducerEpoch: epoch, StartedMs: s.started.UnixMilli()}
 	t.pending[id] = s
 	t.cur = nil
+	// The next epoch's producer joins the pool now, so that the pool this
+	// handle names covers it: a recovery from this checkpoint fences it.
+	_, err = t.freeLocked()
+	var data []byte
+	if err == nil {
+		data, err = t.handleLocked()
+	}
 	t.mu.Unlock()
+	if err != nil {
+		return nil, t.fail(fmt.Errorf("kafka output: pre-commit checkpoint %d: %w", id, err))
+	}
 	return data, nil
 }
 
@@ -474,7 +619,6 @@ func (t *txnPool) abortOpen(ctx context.Context, s *txnSlot, cl *kgo.Client) err
 	if t.cur == s {
 		t.cur = nil
 	}
-	t.signalLocked()
 	t.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("abort transaction of %s (the next use of the id aborts it): %w", s.tid, err)
@@ -482,46 +626,116 @@ func (t *txnPool) abortOpen(ctx context.Context, s *txnSlot, cl *kgo.Client) err
 	return nil
 }
 
-// commit commits the transaction of checkpoint id.
+// commit commits every epoch up to checkpoint id that is pre-committed
+// and not yet committed, oldest first, and stops at the first that fails:
+// this instance's on their producers, and the others the handle names (a
+// handle of another process) with a raw EndTxn. An epoch committed before
+// is skipped, so a repeated Commit is a success.
 func (t *txnPool) commit(ctx context.Context, id uint64, handle []byte) error {
+	h, err := parseHandle(id, handle)
+	if err != nil {
+		return fmt.Errorf("kafka output: commit checkpoint %d: %w", id, err)
+	}
+	type step struct {
+		ref  txnRef
+		slot *txnSlot // nil: not an epoch of this instance
+	}
+	var steps []step
 	t.mu.Lock()
 	if id > t.manifest {
 		t.manifest = id
-		t.signalLocked()
 	}
-	s := t.pending[id]
-	if s == nil {
-		committed, known := t.outcomes[id]
-		restored := id != 0 && id == t.restored
+	if committed, known := t.outcomes[id]; known && !committed {
 		t.mu.Unlock()
-		switch {
-		case known && committed, restored:
-			return nil
-		case known:
-			return fmt.Errorf("kafka output: commit checkpoint %d: its transaction was aborted", id)
+		return fmt.Errorf("kafka output: commit checkpoint %d: its transaction was aborted", id)
+	}
+	for cid, s := range t.pending {
+		if cid <= id {
+			steps = append(steps, step{s.handle, s})
 		}
-		// Not an epoch of this instance: finish it from its handle.
-		h, err := parseHandle(handle)
-		if err != nil || h == nil || h.Empty {
-			return err
+	}
+	for _, r := range h.txns() {
+		if s := t.pending[r.Checkpoint]; s != nil && s.handle == r {
+			continue // in steps already
 		}
-		if err := t.endTxn(ctx, h, true, false); err != nil {
-			return fmt.Errorf("kafka output: commit checkpoint %d: %w", id, err)
+		if _, known := t.outcomes[r.Checkpoint]; known || r.Checkpoint <= t.restored {
+			// Finished here: committed, or discarded by Abort (an
+			// Abort of id itself was refused above); or committed by
+			// Recover.
+			continue
+		}
+		steps = append(steps, step{ref: r})
+	}
+	t.mu.Unlock()
+	slices.SortFunc(steps, func(a, b step) int { return cmpUint64(a.ref.Checkpoint, b.ref.Checkpoint) })
+	for _, st := range steps {
+		if st.slot != nil {
+			err = t.commitSlot(ctx, st.slot, st.ref.Checkpoint, id)
+		} else if err = t.endTxn(ctx, &st.ref, true, false); err == nil {
+			t.mu.Lock()
+			t.setOutcomeLocked(st.ref.Checkpoint, true)
+			t.mu.Unlock()
+		}
+		if err != nil {
+			return fmt.Errorf("kafka output: commit checkpoint %d: epoch %d (%s): %w", id, st.ref.Checkpoint, st.ref.String(), t.expired(err, &st.ref))
+		}
+	}
+	return nil
+}
+
+// expired explains the error of committing r when r began more than
+// transactional_timeout ago: the broker aborted it, and the answer
+// (fenced, or invalid state) means ErrTransactionLost.
+func (t *txnPool) expired(err error, r *txnRef) error {
+	age := r.age()
+	if age <= t.timeout || !errors.Is(err, ErrFenced) && !errors.Is(err, ErrTransactionLost) {
+		return err
+	}
+	lost := ""
+	if !errors.Is(err, ErrTransactionLost) {
+		lost = ErrTransactionLost.Error() + ": "
+	}
+	return &expiredError{fmt.Sprintf("%sthe transaction began %v ago, more than transactional_timeout (%v), so the broker aborted it "+
+		"(checkpoints failed, or the restart took, longer than that)", lost, age.Round(time.Second), t.timeout), err}
+}
+
+// expiredError is an error about a transaction the broker aborted at its
+// timeout: it is ErrTransactionLost, whatever the broker answered.
+type expiredError struct {
+	msg string
+	err error
+}
+
+func (e *expiredError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *expiredError) Unwrap() []error {
+	return []error{ErrTransactionLost, e.err}
+}
+
+// commitSlot commits the pre-committed epoch cid on its slot s, for
+// Commit(id). A slot whose epoch was committed meanwhile (a concurrent
+// Commit) is a success.
+func (t *txnPool) commitSlot(ctx context.Context, s *txnSlot, cid, id uint64) error {
+	t.mu.Lock()
+	if t.pending[cid] != s {
+		committed, known := t.outcomes[cid]
+		t.mu.Unlock()
+		if known && !committed {
+			return errors.New("its transaction was aborted")
 		}
 		return nil
 	}
 	if s.state == slotEnding {
 		t.mu.Unlock()
-		return fmt.Errorf("kafka output: commit checkpoint %d: a commit or abort of it is already running", id)
+		return errors.New("a commit or abort of it is already running")
 	}
 	s.state = slotEnding
-	raw, cl := s.raw, s.cl
+	raw, cl, ref := s.raw, s.cl, s.handle
 	t.mu.Unlock()
 
 	var err error
 	if raw || cl == nil {
 		raw = true
-		err = t.endTxn(ctx, &s.handle, true, false)
+		err = t.endTxn(ctx, &ref, true, false)
 	} else if err = cl.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		// kgo's transaction state is spent: later attempts end the
 		// transaction from its handle (a raw EndTxn is idempotent).
@@ -532,7 +746,7 @@ func (t *txnPool) commit(ctx context.Context, id uint64, handle []byte) error {
 		t.mu.Lock()
 		s.state, s.raw = slotPreCommitted, raw
 		t.mu.Unlock()
-		return fmt.Errorf("kafka output: commit checkpoint %d (%s): %w", id, s.handle.String(), err)
+		return err
 	}
 
 	// Before KIP-890 (transaction.version 2) the producer epoch stays the
@@ -541,51 +755,71 @@ func (t *txnPool) commit(ctx context.Context, id uint64, handle []byte) error {
 	// never commit a later transaction by mistake.
 	reinit := raw
 	if !raw {
-		if _, epoch, err := cl.ProducerID(ctx); err != nil || epoch == s.handle.ProducerEpoch {
+		if _, epoch, err := cl.ProducerID(ctx); err != nil || epoch == ref.ProducerEpoch {
 			reinit = true
 		}
 	}
 	if reinit {
 		if _, err := t.replaceClient(ctx, s); err != nil {
 			t.o.log.Debug("kafka output: renewing a producer after its commit failed; retried at its next use", "transactional_id", s.tid, "error", err)
-			reinit = true
 		} else {
 			reinit = false
 		}
 	}
 	t.mu.Lock()
+	// The manifest of checkpoint id names this transaction: recovery
+	// may re-commit it until a later checkpoint has a manifest.
 	s.state, s.holds, s.reinit, s.raw = slotIdle, id, reinit, false
 	s.inTxn, s.produced = false, false
-	delete(t.pending, id)
-	t.setOutcomeLocked(id, true)
-	t.signalLocked()
+	delete(t.pending, cid)
+	t.setOutcomeLocked(cid, true)
 	t.mu.Unlock()
 	return nil
 }
 
-// abort aborts the transaction of checkpoint id: a pre-committed one at
-// once, the open one when its barrier arrives (PreCommit).
+// abort discards the epochs up to checkpoint id: the pre-committed ones
+// at once, the open one when its barrier arrives (PreCommit).
 func (t *txnPool) abort(ctx context.Context, id uint64) error {
 	t.mu.Lock()
-	s := t.pending[id]
-	if s == nil {
-		if id > t.barrier && id > t.abortNext {
-			t.abortNext = id
+	if id > t.barrier && id > t.abortNext {
+		t.abortNext = id
+	}
+	var ids []uint64
+	for cid := range t.pending {
+		if cid <= id {
+			ids = append(ids, cid)
 		}
+	}
+	t.mu.Unlock()
+	slices.Sort(ids)
+	var errs []error
+	for _, cid := range ids {
+		if err := t.abortSlot(ctx, cid); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// abortSlot aborts the pre-committed epoch cid.
+func (t *txnPool) abortSlot(ctx context.Context, cid uint64) error {
+	t.mu.Lock()
+	s := t.pending[cid]
+	if s == nil {
 		t.mu.Unlock()
 		return nil
 	}
 	if s.state == slotEnding {
 		t.mu.Unlock()
-		return fmt.Errorf("kafka output: abort checkpoint %d: a commit or abort of it is already running", id)
+		return fmt.Errorf("kafka output: abort checkpoint %d: a commit or abort of it is already running", cid)
 	}
 	s.state = slotEnding
-	raw, cl := s.raw, s.cl
+	raw, cl, ref := s.raw, s.cl, s.handle
 	t.mu.Unlock()
 
 	var err error
 	if raw || cl == nil {
-		err = t.endTxn(ctx, &s.handle, false, false)
+		err = t.endTxn(ctx, &ref, false, false)
 	} else {
 		err = cl.EndTransaction(ctx, kgo.TryAbort)
 	}
@@ -597,20 +831,21 @@ func (t *txnPool) abort(ctx context.Context, id uint64) error {
 	s.state, s.holds, s.raw = slotIdle, 0, false
 	s.reinit = rerr != nil
 	s.inTxn, s.produced = false, false
-	delete(t.pending, id)
-	t.setOutcomeLocked(id, false)
-	t.signalLocked()
+	delete(t.pending, cid)
+	t.setOutcomeLocked(cid, false)
 	t.mu.Unlock()
 	if err != nil && rerr != nil {
-		return fmt.Errorf("kafka output: abort checkpoint %d (%s): %w", id, s.handle.String(), errors.Join(err, rerr))
+		return fmt.Errorf("kafka output: abort checkpoint %d (%s): %w", cid, ref.String(), errors.Join(err, rerr))
 	}
 	return nil
 }
 
 // recover finishes what a previous run left: it commits the restored
-// checkpoint's transaction from its handle, then starts the pool, whose
-// InitProducerIDs abort every later transaction and fence the old
-// instance.
+// checkpoint's transactions from its handle, oldest first, then starts
+// the pool, whose InitProducerIDs abort every later transaction and fence
+// the old instance — on the pool's ids, on those of the pool the handle
+// names, and on those that pool grew to after the checkpoint (ids above
+// it that the broker knows).
 func (t *txnPool) recover(ctx context.Context, id uint64, handle []byte) error {
 	t.mu.Lock()
 	started := t.started
@@ -618,41 +853,101 @@ func (t *txnPool) recover(ctx context.Context, id uint64, handle []byte) error {
 	if started {
 		return errors.New("kafka output: Recover must be called before Connect")
 	}
-	h, err := parseHandle(handle)
+	h, err := parseHandle(id, handle)
 	if err != nil {
-		return fmt.Errorf("recover checkpoint %d: %w", id, err)
+		return fmt.Errorf("kafka output: recover checkpoint %d: %w", id, err)
 	}
-	if h != nil && !h.Empty {
-		if err := t.endTxn(ctx, h, true, true); err != nil {
-			return fmt.Errorf("kafka output: recover checkpoint %d: commit %s: %w", id, h.String(), err)
+	cl, closeRaw, err := t.rawClient(ctx)
+	if err != nil {
+		return fmt.Errorf("kafka output: recover checkpoint %d: %w", id, err)
+	}
+	defer closeRaw()
+	for _, r := range h.txns() {
+		if err := t.endTxnWith(ctx, cl, &r, true, true); err != nil {
+			return fmt.Errorf("kafka output: recover checkpoint %d: commit epoch %d (%s): %w", id, r.Checkpoint, r.String(), t.expired(err, &r))
 		}
-		t.o.log.Info("kafka output: committed the restored checkpoint's transaction", "checkpoint", id,
-			"transactional_id", h.TransactionalID, "producer_id", h.ProducerID, "producer_epoch", h.ProducerEpoch)
+		t.o.log.Info("kafka output: committed a transaction of the restored checkpoint", "checkpoint", id, "epoch", r.Checkpoint,
+			"transactional_id", r.TransactionalID, "producer_id", r.ProducerID, "producer_epoch", r.ProducerEpoch)
 	}
-	// The pool that wrote the handle, if transactional_id changed since.
-	var extra []string
-	if h != nil && (h.Base != t.base || h.Pool > len(t.slots)) {
-		for i := 0; i < h.Pool; i++ {
-			if tid := fmt.Sprintf("%s-%d", h.Base, i); t.slotOf(tid) == nil {
-				extra = append(extra, tid)
-			}
-		}
-	}
-	if err := t.start(ctx, extra); err != nil {
-		return fmt.Errorf("recover checkpoint %d: %w", id, err)
+	if err := t.start(ctx, t.fenceList(ctx, cl, h)); err != nil {
+		return fmt.Errorf("kafka output: recover checkpoint %d: %w", id, err)
 	}
 	t.mu.Lock()
 	if id > t.manifest {
 		t.manifest = id
 	}
 	t.restored, t.barrier = id, id
-	if h != nil && !h.Empty {
-		if s := t.slotOf(h.TransactionalID); s != nil {
+	t.restoredIDs = map[string]bool{}
+	for _, r := range h.txns() {
+		t.restoredIDs[r.TransactionalID] = true
+		if s := t.slotOf(r.TransactionalID); s != nil {
 			s.holds = id
 		}
 	}
 	t.mu.Unlock()
 	return nil
+}
+
+// fenceList returns the transactional ids other than the pool's own on
+// which a previous run may have left a transaction open: those of the
+// pool the handle h names (when transactional_id changed, or that pool had
+// grown), and those above it that the broker knows (a pool grows while
+// checkpoints fail, after the last one that completed). cl is a plain
+// client.
+func (t *txnPool) fenceList(ctx context.Context, cl *kgo.Client, h *txnHandle) []string {
+	t.mu.Lock()
+	seen := map[string]bool{}
+	for _, s := range t.slots {
+		seen[s.tid] = true
+	}
+	from := map[string]int{t.base: len(t.slots)}
+	t.mu.Unlock()
+	var ids []string
+	if h != nil && h.Base != "" {
+		for i := 0; i < h.Pool; i++ {
+			if tid := txnID(h.Base, i); !seen[tid] {
+				seen[tid] = true
+				ids = append(ids, tid)
+			}
+		}
+		from[h.Base] = max(from[h.Base], h.Pool)
+	}
+	var probe []string
+	for base, i := range from {
+		for ; i < maxPoolSize; i++ {
+			if tid := txnID(base, i); !seen[tid] {
+				probe = append(probe, tid)
+			}
+		}
+	}
+	if len(probe) == 0 {
+		return ids
+	}
+	req := kmsg.NewPtrDescribeTransactionsRequest()
+	req.TransactionalIDs = probe
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.o.log.Warn("kafka output: cannot list the transactional ids an earlier run may have added to its pool; "+
+			"a transaction left open on one of them delays read_committed readers until transactional_timeout",
+			"error", err)
+		return ids
+	}
+	var denied error
+	for _, st := range resp.TransactionStates {
+		switch err := kerr.ErrorForCode(st.ErrorCode); {
+		case err == nil:
+			ids = append(ids, st.TransactionalID)
+		case errors.Is(err, kerr.TransactionalIDNotFound):
+		case denied == nil:
+			denied = fmt.Errorf("%s: %w", st.TransactionalID, err)
+		}
+	}
+	if denied != nil {
+		t.o.log.Warn("kafka output: cannot describe a transactional id an earlier run may have added to its pool; "+
+			"a transaction left open on it delays read_committed readers until transactional_timeout", "error", denied)
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 func (t *txnPool) slotOf(tid string) *txnSlot {
@@ -664,8 +959,8 @@ func (t *txnPool) slotOf(tid string) *txnSlot {
 	return nil
 }
 
-// close aborts the open transaction and closes every producer; a
-// pre-committed transaction stays open for Commit or recovery.
+// close aborts the open transaction and closes every producer; the
+// pre-committed transactions stay open for Commit or recovery.
 func (t *txnPool) close(ctx context.Context) error {
 	t.mu.Lock()
 	if t.closed {
@@ -679,7 +974,6 @@ func (t *txnPool) close(ctx context.Context) error {
 		cl = cur.cl
 	}
 	t.cur = nil
-	t.signalLocked()
 	t.mu.Unlock()
 
 	var err error
@@ -709,13 +1003,23 @@ func (t *txnPool) close(ctx context.Context) error {
 	return err
 }
 
-// endTxn ends the transaction of h with a raw EndTxn request from a plain
-// (non-transactional) client: this works from any process, and only
-// touches that producer id and epoch. Repeating a commit (or an abort) that
-// completed is a success.
+// endTxn ends the transaction r with endTxnWith from a new plain client.
+func (t *txnPool) endTxn(ctx context.Context, r *txnRef, commit, recovering bool) error {
+	cl, closeRaw, err := t.rawClient(ctx)
+	if err != nil {
+		return err
+	}
+	defer closeRaw()
+	return t.endTxnWith(ctx, cl, r, commit, recovering)
+}
+
+// endTxnWith ends the transaction r with a raw EndTxn request from the
+// plain (non-transactional) client cl: this works from any process, and
+// only touches that producer id and epoch. Repeating a commit (or an
+// abort) that completed is a success.
 //
-// When the producer's epoch has moved past h's, the broker answers
-// PRODUCER_FENCED (or INVALID_PRODUCER_EPOCH): h's transaction is over, but
+// When the producer's epoch has moved past r's, the broker answers
+// PRODUCER_FENCED (or INVALID_PRODUCER_EPOCH): r's transaction is over, but
 // the answer does not say how it ended. In a running instance (recovering
 // false) that means another instance took over: ErrFenced. At recovery
 // (recovering true) the epoch moves past a transaction of a complete
@@ -723,18 +1027,14 @@ func (t *txnPool) close(ctx context.Context) error {
 // earlier recovery, which then re-initialized the producers), or when the
 // broker aborted it at its timeout: that case is caught when the broker
 // still reports the abort (DescribeTransactions), and otherwise excluded by
-// transactional_timeout (see CheckTransactionTimeout). So it is a success.
-func (t *txnPool) endTxn(ctx context.Context, h *txnHandle, commit, recovering bool) error {
-	cl, closeRaw, err := t.rawClient(ctx)
-	if err != nil {
-		return err
-	}
-	defer closeRaw()
+// transactional_timeout (see CheckTransactionTimeout and preCommit). So it
+// is a success.
+func (t *txnPool) endTxnWith(ctx context.Context, cl *kgo.Client, r *txnRef, commit, recovering bool) error {
 	for attempt := 0; ; attempt++ {
 		req := kmsg.NewPtrEndTxnRequest()
-		req.TransactionalID = h.TransactionalID
-		req.ProducerID = h.ProducerID
-		req.ProducerEpoch = h.ProducerEpoch
+		req.TransactionalID = r.TransactionalID
+		req.ProducerID = r.ProducerID
+		req.ProducerEpoch = r.ProducerEpoch
 		req.Commit = commit
 		resp, err := req.RequestWith(ctx, cl)
 		if err == nil {
@@ -749,7 +1049,7 @@ func (t *txnPool) endTxn(ctx context.Context, h *txnHandle, commit, recovering b
 			if !recovering || !commit {
 				return classifyEnd(err, commit)
 			}
-			return t.checkCompleted(ctx, cl, h, err)
+			return t.checkCompleted(ctx, cl, r, err)
 		case errors.Is(err, kerr.InvalidProducerIDMapping):
 			if !recovering {
 				return fmt.Errorf("%w: %w", ErrFenced, err)
@@ -769,30 +1069,28 @@ func (t *txnPool) endTxn(ctx context.Context, h *txnHandle, commit, recovering b
 }
 
 // checkCompleted decides, at recovery, about a transaction whose producer
-// epoch has moved on (see endTxn): an error if the broker reports it
+// epoch has moved on (see endTxnWith): an error if the broker reports it
 // aborted, success otherwise.
-func (t *txnPool) checkCompleted(ctx context.Context, cl *kgo.Client, h *txnHandle, fenced error) error {
+func (t *txnPool) checkCompleted(ctx context.Context, cl *kgo.Client, r *txnRef, fenced error) error {
 	req := kmsg.NewPtrDescribeTransactionsRequest()
-	req.TransactionalIDs = []string{h.TransactionalID}
+	req.TransactionalIDs = []string{r.TransactionalID}
 	resp, err := req.RequestWith(ctx, cl)
 	if err == nil && len(resp.TransactionStates) == 1 {
 		st := resp.TransactionStates[0]
 		err = kerr.ErrorForCode(st.ErrorCode)
-		if err == nil && st.ProducerID == h.ProducerID && (st.State == "PrepareAbort" || st.State == "CompleteAbort") {
+		if err == nil && st.ProducerID == r.ProducerID && (st.State == "PrepareAbort" || st.State == "CompleteAbort") {
 			return fmt.Errorf("%w (transaction state %s after epoch %d; did transactional_timeout %v expire before the restart?): %w",
-				ErrTransactionLost, st.State, h.ProducerEpoch, t.timeout, fenced)
+				ErrTransactionLost, st.State, r.ProducerEpoch, t.timeout, fenced)
 		}
 	}
 	if err != nil {
-		t.o.log.Warn("kafka output: cannot describe the restored checkpoint's transaction; assuming it was committed before the crash",
-			"transactional_id", h.TransactionalID, "error", err)
+		t.o.log.Warn("kafka output: cannot describe a transaction of the restored checkpoint; assuming it was committed before the crash",
+			"transactional_id", r.TransactionalID, "error", err)
 	}
-	if h.StartedMs > 0 {
-		if age := time.Since(time.UnixMilli(h.StartedMs)); age > t.timeout {
-			t.o.log.Warn("kafka output: the restored checkpoint's transaction is older than transactional_timeout; "+
-				"if it was not committed before the crash, the broker has aborted it and its records are lost",
-				"transactional_id", h.TransactionalID, "age", age.Round(time.Second), "transactional_timeout", t.timeout)
-		}
+	if age := r.age(); age > t.timeout {
+		t.o.log.Warn("kafka output: a transaction of the restored checkpoint is older than transactional_timeout; "+
+			"if it was not committed before the crash, the broker has aborted it and its records are lost",
+			"transactional_id", r.TransactionalID, "age", age.Round(time.Second), "transactional_timeout", t.timeout)
 	}
 	return nil
 }
@@ -863,9 +1161,11 @@ func retriable(err error) bool {
 }
 
 // PreCommit flushes the open transaction of the current epoch and returns
-// its handle (transactional id, producer id, epoch; or an empty handle
-// when nothing was written since the last barrier). Later Writes go to a
-// transaction on another producer of the pool.
+// the handle of every epoch pre-committed and not yet committed, this one
+// included, oldest first (transactional id, producer id and epoch of
+// each). Later Writes go to a transaction on another producer of the pool.
+// It fails with component.ErrFatal (ErrCheckpointsFailing) when those
+// epochs cannot wait for another checkpoint (see checkPendingLocked).
 func (o *output) PreCommit(ctx context.Context, id uint64) ([]byte, error) {
 	if o.txn == nil {
 		return nil, nil
@@ -874,9 +1174,13 @@ func (o *output) PreCommit(ctx context.Context, id uint64) ([]byte, error) {
 	return h, fatalTxnError(err)
 }
 
-// Commit commits the transaction of checkpoint id. It may run
-// concurrently with Write (the two use different producers), and may be
-// repeated: a commit that completed is a success.
+// Commit commits the transactions of every pre-committed epoch up to
+// checkpoint id, oldest first (those of earlier checkpoints that failed
+// too). It may run concurrently with Write (the two use different
+// producers), and may be repeated: a commit that completed is a success.
+// A transaction the broker aborted (transactional_timeout expired while
+// checkpoints failed) fails it with component.ErrFatal
+// (ErrTransactionLost).
 func (o *output) Commit(ctx context.Context, id uint64, handle []byte) error {
 	if o.txn == nil {
 		return nil
@@ -884,7 +1188,9 @@ func (o *output) Commit(ctx context.Context, id uint64, handle []byte) error {
 	return fatalTxnError(o.txn.commit(ctx, id, handle))
 }
 
-// Abort aborts the transaction of checkpoint id (its checkpoint failed).
+// Abort aborts the transactions of the epochs up to checkpoint id: those
+// pre-committed at once, the open one at its barrier. The engine does not
+// call it (a failed checkpoint's epoch is committed by the next one).
 func (o *output) Abort(ctx context.Context, id uint64) error {
 	if o.txn == nil {
 		return nil
@@ -892,9 +1198,10 @@ func (o *output) Abort(ctx context.Context, id uint64) error {
 	return o.txn.abort(ctx, id)
 }
 
-// Recover commits the transaction of the restored checkpoint id from its
-// handle, then starts the producers, which aborts every later transaction
-// of this output and fences an older instance still running. It must be
+// Recover commits the transactions of the restored checkpoint id from its
+// handle, oldest first, then starts the producers, which aborts every
+// later transaction of this output and fences an older instance still
+// running (on every transactional id its pool may have used). It must be
 // called before Connect.
 func (o *output) Recover(ctx context.Context, id uint64, handle []byte) error {
 	if o.txn == nil {

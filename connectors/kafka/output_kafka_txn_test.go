@@ -3,6 +3,7 @@ package kafka
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -114,6 +115,15 @@ func commit(t testing.TB, ctx context.Context, o *output, id uint64, h []byte) {
 // consumer cannot tell it has read everything otherwise).
 func visible(t testing.TB, addrs []string, topic string) []string {
 	t.Helper()
+	out, _ := logOrder(t, addrs, topic)
+	slices.Sort(out)
+	return out
+}
+
+// logOrder is visible in the order of the log (of a topic with one
+// partition), with the producer ids of the commit markers in that order.
+func logOrder(t testing.TB, addrs []string, topic string) (vals []string, commits []int64) {
+	t.Helper()
 	ctx := testCtx(t, 15*time.Second)
 	plain, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
@@ -136,7 +146,7 @@ func visible(t testing.TB, addrs []string, topic string) []string {
 		}
 	})
 	if len(ends) == 0 {
-		return nil
+		return nil, nil
 	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: start}),
@@ -145,7 +155,6 @@ func visible(t testing.TB, addrs []string, topic string) []string {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	var out []string
 	next := map[int32]int64{}
 	for done := false; !done; {
 		fs := cl.PollFetches(ctx)
@@ -158,8 +167,11 @@ func visible(t testing.TB, addrs []string, topic string) []string {
 				return
 			}
 			next[r.Partition] = max(next[r.Partition], r.Offset+1)
-			if !r.Attrs.IsControl() {
-				out = append(out, string(r.Value))
+			switch {
+			case !r.Attrs.IsControl():
+				vals = append(vals, string(r.Value))
+			case len(r.Key) >= 4 && binary.BigEndian.Uint16(r.Key[2:]) == 1: // version, type: 1 is commit
+				commits = append(commits, r.ProducerID)
 			}
 		})
 		done = true
@@ -169,8 +181,7 @@ func visible(t testing.TB, addrs []string, topic string) []string {
 			}
 		}
 	}
-	slices.Sort(out)
-	return out
+	return vals, commits
 }
 
 func wantCommitted(t testing.TB, addrs []string, want ...[]string) {
@@ -201,6 +212,17 @@ func handleOf(t testing.TB, data []byte) txnHandle {
 	return h
 }
 
+// lastTxn returns the newest transaction a handle names: that of its own
+// epoch when that epoch has records.
+func lastTxn(t testing.TB, data []byte) txnRef {
+	t.Helper()
+	h := handleOf(t, data)
+	if len(h.Txns) == 0 {
+		t.Fatalf("handle %s names no transaction", data)
+	}
+	return h.Txns[len(h.Txns)-1]
+}
+
 // PreCommit makes nothing visible; Commit(N) makes exactly epoch N visible,
 // not the records written after barrier N.
 func TestExactlyOnceCommit(t *testing.T) {
@@ -215,15 +237,16 @@ func TestExactlyOnceCommit(t *testing.T) {
 		write(t, ctx, o, a[:10]...)
 		write(t, ctx, o, a[10:]...)
 		h1 := preCommit(t, ctx, o, 1)
-		if h := handleOf(t, h1); h.Empty || h.TransactionalID != "weir-test-0" || h.ProducerID < 0 || h.Pool != txnPoolSize {
+		if h := handleOf(t, h1); len(h.Txns) != 1 || h.Txns[0].TransactionalID != "weir-test-0" || h.Txns[0].Checkpoint != 1 ||
+			h.Txns[0].ProducerID < 0 || h.Pool != txnPoolSize || h.Base != "weir-test" {
 			t.Fatalf("handle 1: %s", h1)
 		}
 		wantCommitted(t, addrs)
 
 		write(t, ctx, o, b...)
 		h2 := preCommit(t, ctx, o, 2)
-		if h := handleOf(t, h2); h.TransactionalID == handleOf(t, h1).TransactionalID {
-			t.Fatalf("epochs 1 and 2 share transactional id %s", h.TransactionalID)
+		if r := lastTxn(t, h2); r.Checkpoint != 2 || r.TransactionalID == lastTxn(t, h1).TransactionalID {
+			t.Fatalf("epoch 2 is %+v, epoch 1 %+v", r, lastTxn(t, h1))
 		}
 		wantCommitted(t, addrs)
 		commit(t, ctx, o, 1, h1)
@@ -305,7 +328,7 @@ func TestExactlyOnceEmptyEpochs(t *testing.T) {
 		o := newEOOutput(t, addrs, nil)
 		startEO(t, ctx, o, 0, nil)
 		h1 := preCommit(t, ctx, o, 1)
-		if h := handleOf(t, h1); !h.Empty || h.TransactionalID != "" {
+		if h := handleOf(t, h1); len(h.Txns) != 0 {
 			t.Fatalf("handle of an empty epoch: %s", h1)
 		}
 		commit(t, ctx, o, 1, h1)
@@ -315,7 +338,7 @@ func TestExactlyOnceEmptyEpochs(t *testing.T) {
 		commit(t, ctx, o, 2, h2)
 		for id := uint64(3); id < 8; id++ { // more empty epochs than producers
 			h := preCommit(t, ctx, o, id)
-			if !handleOf(t, h).Empty {
+			if len(handleOf(t, h).Txns) != 0 {
 				t.Fatalf("handle %d: %s", id, h)
 			}
 			commit(t, ctx, o, id, h)
@@ -398,7 +421,7 @@ func TestExactlyOnceRecoverNeverCommitsLaterEpochs(t *testing.T) {
 		o := newEOOutput(t, addrs, nil)
 		startEO(t, ctx, o, 1, h1)
 		wantCommitted(t, addrs, a)
-		if handleOf(t, h2).TransactionalID == handleOf(t, h1).TransactionalID {
+		if lastTxn(t, h2).TransactionalID == lastTxn(t, h1).TransactionalID {
 			t.Fatalf("epochs 1 and 2 on one producer: %s %s", h1, h2)
 		}
 
@@ -413,7 +436,7 @@ func TestExactlyOnceRecoverNeverCommitsLaterEpochs(t *testing.T) {
 		commit(t, ctx, o, 3, h3)
 		write(t, ctx, o, f...)
 		h4 := preCommit(t, ctx, o, 4)
-		p2, p4 := handleOf(t, h2), handleOf(t, h4)
+		p2, p4 := lastTxn(t, h2), lastTxn(t, h4)
 		if p2.TransactionalID == p4.TransactionalID && p2.ProducerID == p4.ProducerID && p2.ProducerEpoch == p4.ProducerEpoch {
 			t.Fatalf("epochs 2 and 4 under one producer id and epoch: %s %s", h2, h4)
 		}
@@ -498,8 +521,19 @@ func TestExactlyOnceRecoverTimedOut(t *testing.T) {
 	write(t, ctx, old, values("a", 5)...)
 	h1 := preCommit(t, ctx, old, 1)
 	crash(old)
-	// Wait for the broker to abort the transaction: the abort marker
-	// unblocks read_committed readers.
+	waitAborted(t, ctx, addrs, "out")
+	o := newEOOutput(t, addrs, vals())
+	err := o.Recover(ctx, 1, h1)
+	if !errors.Is(err, ErrTransactionLost) {
+		t.Fatalf("recover a timed-out transaction: %v, want ErrTransactionLost", err)
+	}
+	wantCommitted(t, addrs)
+}
+
+// waitAborted waits until no transaction is open on topic: the broker
+// aborted (at their timeout) those left open.
+func waitAborted(t testing.TB, ctx context.Context, addrs []string, topic string) {
+	t.Helper()
 	plain, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
 		t.Fatal(err)
@@ -507,31 +541,296 @@ func TestExactlyOnceRecoverTimedOut(t *testing.T) {
 	defer plain.Close()
 	adm := kadm.NewClient(plain)
 	for {
-		stable, err1 := adm.ListCommittedOffsets(ctx, "out")
-		end, err2 := adm.ListEndOffsets(ctx, "out")
+		stable, err1 := adm.ListCommittedOffsets(ctx, topic)
+		end, err2 := adm.ListEndOffsets(ctx, topic)
 		if err := errors.Join(err1, err2, ctx.Err()); err != nil {
 			t.Fatal(err)
 		}
 		same := true
 		end.Each(func(o kadm.ListedOffset) {
-			if s, _ := stable.Lookup("out", o.Partition); s.Offset != o.Offset {
+			if s, _ := stable.Lookup(topic, o.Partition); s.Offset != o.Offset {
 				same = false
 			}
 		})
 		if same {
-			break
+			return
 		}
 		select {
 		case <-ctx.Done():
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-	o := newEOOutput(t, addrs, vals())
-	err = o.Recover(ctx, 1, h1)
-	if !errors.Is(err, ErrTransactionLost) {
-		t.Fatalf("recover a timed-out transaction: %v, want ErrTransactionLost", err)
+}
+
+// poolSize is the number of transactional producers of o.
+func poolSize(o *output) int {
+	o.txn.mu.Lock()
+	defer o.txn.mu.Unlock()
+	return len(o.txn.slots)
+}
+
+// wantLog checks what a read_committed reader of topic (one partition)
+// sees, in order, and that the transactions were committed in the order
+// of the handles' epochs (oldest first).
+func wantLog(t testing.TB, addrs []string, topic string, want []string, handles ...[]byte) {
+	t.Helper()
+	vals, commits := logOrder(t, addrs, topic)
+	if !slices.Equal(vals, want) {
+		t.Fatalf("read_committed reads %d records %v,\nwant %d %v", len(vals), abbrev(vals), len(want), abbrev(want))
 	}
-	wantCommitted(t, addrs)
+	var pids []int64
+	for _, h := range handles {
+		for _, r := range handleOf(t, h).Txns {
+			pids = append(pids, r.ProducerID)
+		}
+	}
+	if !slices.Equal(commits, pids) {
+		t.Fatalf("commit markers of producers %v, want %v", commits, pids)
+	}
+}
+
+// writeEpoch writes the n records of epoch id (one batch) and returns them.
+func writeEpoch(t testing.TB, ctx context.Context, o *output, id uint64, n int) []string {
+	t.Helper()
+	vs := values(fmt.Sprintf("e%d-", id), n)
+	write(t, ctx, o, vs...)
+	return vs
+}
+
+// Checkpoints 1 and 2 fail after their barriers reached the output: the
+// engine calls no Commit (nor Abort) for them. Their epochs stay
+// pre-committed, every later handle names them, and Commit(3) makes epochs
+// 1..3 visible, committed in order, exactly once. Repeated and late
+// Commits are successes that change nothing.
+func TestExactlyOnceFailedCheckpointsCommittedLater(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, addrs []string, c *kfake.Cluster) {
+		ctx := testCtx(t, 60*time.Second)
+		if err := c.CreateTopic("one", 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		o := newEOOutput(t, addrs, map[string]any{"topic": "one"})
+		startEO(t, ctx, o, 0, nil)
+		var want []string
+		handles := map[uint64][]byte{}
+		for id := uint64(1); id <= 3; id++ {
+			want = append(want, writeEpoch(t, ctx, o, id, 5)...)
+			handles[id] = preCommit(t, ctx, o, id)
+			h := handleOf(t, handles[id])
+			if len(h.Txns) != int(id) || h.Txns[id-1].Checkpoint != id {
+				t.Fatalf("handle %d: %s", id, handles[id])
+			}
+			if id > 1 && !slices.Equal(h.Txns[:id-1], handleOf(t, handles[id-1]).Txns) {
+				t.Fatalf("handle %d: %s does not carry over handle %d: %s", id, handles[id], id-1, handles[id-1])
+			}
+			wantLog(t, addrs, "one", nil)
+		}
+		commit(t, ctx, o, 3, handles[3])
+		wantLog(t, addrs, "one", want, handles[3])
+		for _, id := range []uint64{3, 1, 2, 3} {
+			commit(t, ctx, o, id, handles[id])
+		}
+		wantLog(t, addrs, "one", want, handles[3])
+
+		want = append(want, writeEpoch(t, ctx, o, 4, 5)...)
+		h4 := preCommit(t, ctx, o, 4)
+		if r := handleOf(t, h4).Txns; len(r) != 1 || r[0].Checkpoint != 4 {
+			t.Fatalf("handle 4 after checkpoint 3 committed: %s", h4)
+		}
+		commit(t, ctx, o, 4, h4)
+		wantLog(t, addrs, "one", want, handles[3], h4)
+	})
+}
+
+// A crash after PreCommit(3), checkpoints 1 and 2 having failed, with
+// epoch 4 open: a new instance's Recover(3, handle 3) commits epochs 1..3
+// in order and aborts epoch 4. Recovering again (another crash) and
+// committing again change nothing.
+func TestExactlyOnceRecoverFailedCheckpoints(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, addrs []string, c *kfake.Cluster) {
+		ctx := testCtx(t, 60*time.Second)
+		if err := c.CreateTopic("one", 1, nil); err != nil {
+			t.Fatal(err)
+		}
+		vals := func() map[string]any { return map[string]any{"topic": "one"} }
+		old := newEOOutput(t, addrs, vals())
+		startEO(t, ctx, old, 0, nil)
+		var want []string
+		var h3 []byte
+		for id := uint64(1); id <= 3; id++ {
+			want = append(want, writeEpoch(t, ctx, old, id, 5)...)
+			h3 = preCommit(t, ctx, old, id)
+		}
+		writeEpoch(t, ctx, old, 4, 5)
+		crash(old)
+
+		o := newEOOutput(t, addrs, vals())
+		startEO(t, ctx, o, 3, h3)
+		wantLog(t, addrs, "one", want, h3)
+		commit(t, ctx, o, 3, h3) // the coordinator may commit the restored checkpoint again
+		crash(o)
+
+		o2 := newEOOutput(t, addrs, vals())
+		startEO(t, ctx, o2, 3, h3)
+		commit(t, ctx, o2, 3, h3)
+		wantLog(t, addrs, "one", want, h3)
+		want = append(want, writeEpoch(t, ctx, o2, 5, 5)...)
+		h4 := preCommit(t, ctx, o2, 4)
+		commit(t, ctx, o2, 4, h4)
+		wantLog(t, addrs, "one", want, h3, h4)
+	})
+}
+
+// Six checkpoints fail in a row after their barriers reached the output.
+// Every epoch holds its producer until a checkpoint completes, so the pool
+// grows rather than make a Write wait (a deadlock: the barrier that
+// completes a checkpoint reaches the output only after that Write); the
+// next Commit makes all of them visible, and later epochs reuse the pool.
+func TestExactlyOnceManyFailedCheckpoints(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, addrs []string, _ *kfake.Cluster) {
+		ctx := testCtx(t, 60*time.Second)
+		o := newEOOutput(t, addrs, nil)
+		startEO(t, ctx, o, 0, nil)
+		var want []string
+		var h []byte
+		for id := uint64(1); id <= 7; id++ {
+			want = append(want, writeEpoch(t, ctx, o, id, 10)...)
+			h = preCommit(t, ctx, o, id)
+		}
+		if hh := handleOf(t, h); len(hh.Txns) != 7 || hh.Pool != poolSize(o) || hh.Pool < 8 {
+			t.Fatalf("handle 7 (pool of %d): %s", poolSize(o), h)
+		}
+		wantCommitted(t, addrs)
+		commit(t, ctx, o, 7, h)
+		wantCommitted(t, addrs, want)
+
+		id := uint64(8)
+		epoch := func() {
+			want = append(want, writeEpoch(t, ctx, o, id, 10)...)
+			commit(t, ctx, o, id, preCommit(t, ctx, o, id))
+			id++
+		}
+		epoch()
+		grown := poolSize(o)
+		for range 5 {
+			epoch()
+		}
+		if n := poolSize(o); n != grown {
+			t.Fatalf("the pool grew from %d to %d producers while every checkpoint completed", grown, n)
+		}
+		wantCommitted(t, addrs, want)
+	})
+}
+
+// Checkpoint 1 completes, checkpoints 2..4 fail and the pool grows past
+// the size handle 1 names, and the process crashes with epoch 5 open on a
+// producer added after checkpoint 1. Recovery from checkpoint 1 aborts the
+// transactions on the added producers too (read_committed readers would
+// wait for their timeout otherwise).
+func TestExactlyOnceRecoverFencesGrownPool(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, addrs []string, _ *kfake.Cluster) {
+		ctx := testCtx(t, 60*time.Second)
+		old := newEOOutput(t, addrs, nil)
+		startEO(t, ctx, old, 0, nil)
+		a := writeEpoch(t, ctx, old, 1, 10)
+		h1 := preCommit(t, ctx, old, 1)
+		commit(t, ctx, old, 1, h1)
+		for id := uint64(2); id <= 4; id++ {
+			writeEpoch(t, ctx, old, id, 10)
+			preCommit(t, ctx, old, id)
+		}
+		writeEpoch(t, ctx, old, 5, 10)
+		if p, open := handleOf(t, h1).Pool, slices.Index(old.txn.slots, old.txn.cur); p != txnPoolSize || open < p {
+			t.Fatalf("epoch 5 on producer %d of %d, handle 1: %s", open, poolSize(old), h1)
+		}
+		crash(old)
+
+		o := newEOOutput(t, addrs, nil)
+		startEO(t, ctx, o, 1, h1)
+		b := writeEpoch(t, ctx, o, 2, 10)
+		h2 := preCommit(t, ctx, o, 2)
+		commit(t, ctx, o, 2, h2)
+		wantCommitted(t, addrs, a, b)
+	})
+}
+
+// More epochs than maxPendingTxns waiting for a checkpoint fail the
+// stream (a fatal error) instead of growing the pool without bound; a
+// recovery from the last handle still commits them all.
+func TestExactlyOnceTooManyPendingEpochs(t *testing.T) {
+	c := newCluster(t)
+	addrs := c.ListenAddrs()
+	ctx := testCtx(t, 60*time.Second)
+	o := newEOOutput(t, addrs, nil)
+	startEO(t, ctx, o, 0, nil)
+	var want []string
+	var h []byte
+	for id := uint64(1); id <= maxPendingTxns; id++ {
+		want = append(want, writeEpoch(t, ctx, o, id, 2)...)
+		h = preCommit(t, ctx, o, id)
+	}
+	write(t, ctx, o, "late")
+	_, err := o.PreCommit(ctx, maxPendingTxns+1)
+	if !errors.Is(err, ErrCheckpointsFailing) || !errors.Is(err, component.ErrFatal) {
+		t.Fatalf("pre-commit of epoch %d: %v, want a fatal ErrCheckpointsFailing", maxPendingTxns+1, err)
+	}
+	if err := o.Write(ctx, message.FromStrings("later")); !errors.Is(err, component.ErrFatal) {
+		t.Fatalf("write after the output failed: %v", err)
+	}
+	if n := poolSize(o); n > maxPoolSize {
+		t.Fatalf("pool of %d producers, at most %d", n, maxPoolSize)
+	}
+	crash(o)
+	o2 := newEOOutput(t, addrs, nil)
+	startEO(t, ctx, o2, maxPendingTxns, h)
+	wantCommitted(t, addrs, want)
+}
+
+// A failed checkpoint's transaction keeps ageing. PreCommit refuses to
+// hand over one about to reach transactional_timeout, so that no manifest
+// names it (the stream restarts from its last checkpoint); a Commit that
+// comes after the broker aborted one reports it lost. Both are fatal.
+func TestExactlyOncePendingTransactionExpires(t *testing.T) {
+	forEachBroker(t, func(t *testing.T, addrs []string, c *kfake.Cluster) {
+		ctx := testCtx(t, 60*time.Second)
+		vals := func(topic string) map[string]any {
+			if err := c.CreateTopic(topic, 1, nil); err != nil {
+				t.Fatal(err)
+			}
+			return map[string]any{"topic": topic, "transactional_id": "tx-" + topic, "transactional_timeout": 2 * time.Second}
+		}
+
+		// Output pre: checkpoint 1 fails, and the broker aborts its
+		// transaction before the barrier of checkpoint 2 arrives.
+		pre := newEOOutput(t, addrs, vals("pre"))
+		startEO(t, ctx, pre, 0, nil)
+		writeEpoch(t, ctx, pre, 1, 5)
+		preCommit(t, ctx, pre, 1)
+		// Output late: checkpoint 1 fails, checkpoint 2 completes, but
+		// the broker aborts the transactions before Commit(2).
+		late := newEOOutput(t, addrs, vals("late"))
+		startEO(t, ctx, late, 0, nil)
+		writeEpoch(t, ctx, late, 1, 5)
+		preCommit(t, ctx, late, 1)
+		writeEpoch(t, ctx, late, 2, 5)
+		h2 := preCommit(t, ctx, late, 2)
+		waitAborted(t, ctx, addrs, "pre")
+		waitAborted(t, ctx, addrs, "late")
+
+		writeEpoch(t, ctx, pre, 2, 5)
+		if _, err := pre.PreCommit(ctx, 2); !errors.Is(err, ErrCheckpointsFailing) || !errors.Is(err, component.ErrFatal) {
+			t.Fatalf("pre-commit with an expired transaction pending: %v, want a fatal ErrCheckpointsFailing", err)
+		}
+		err := late.Commit(ctx, 2, h2)
+		if !errors.Is(err, ErrTransactionLost) || !errors.Is(err, component.ErrFatal) {
+			t.Fatalf("commit of expired transactions: %v, want a fatal ErrTransactionLost", err)
+		}
+		if !strings.Contains(err.Error(), "transactional_timeout") {
+			t.Errorf("the error does not name the cause: %v", err)
+		}
+		if got := visible(t, addrs, "late"); len(got) != 0 {
+			t.Fatalf("read_committed sees %v", abbrev(got))
+		}
+	})
 }
 
 // Commit(N) runs on the coordinator's goroutine while the sink writes
