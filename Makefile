@@ -34,8 +34,9 @@ test: vet staticcheck unit
 docs:
 	UPDATE_DOCS=1 $(GO) test -count=1 -run TestDocsUpToDate ./internal/builtin/
 
+# BENCH_FLAGS go to the benchmark driver, e.g. make bench BENCH_FLAGS=-big
 bench:
-	bench/run.sh
+	bench/run.sh $(BENCH_FLAGS)
 
 clean:
 	rm -rf bin

@@ -1,16 +1,24 @@
 // Command wordcount is the hand-written baseline of the word count
 // benchmark: one goroutine reads a text file with bufio, splits every line on
-// runs of whitespace (the same rule as weir's split processor: Unicode
-// white space, like strings.Fields), counts words in a map[string]int, and
-// at the end writes one NDJSON line {"word":W,"count":N} per word, in no
-// particular order — the final counts that weir's word_count.yaml writes
-// with EMIT=on_end.
+// runs of white space (the rule of weir's split processor: Unicode white
+// space, as strings.Fields), counts the words in a Go map, and at the end
+// writes one NDJSON line {"word":W,"count":N} per word, in no particular
+// order: the final counts, as weir's word_count.yaml writes them with
+// EMIT=on_end.
 //
-//	wordcount IN OUT
+//	wordcount [-map ptr|int] IN OUT
+//
+// -map ptr (the default, the ceiling) counts in a map[string]*int: looking
+// a word up with m[string(b)] does not allocate, so only a new word's key is
+// copied. -map int is the plainest program, counts[string(b)]++ on a
+// map[string]int, which allocates the key string on every word (the Go
+// compiler avoids the allocation for map reads, not for writes).
 package main
 
 import (
 	"bufio"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -20,14 +28,32 @@ import (
 )
 
 func main() {
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: wordcount IN OUT")
+	mode := flag.String("map", "ptr", "ptr: map[string]*int | int: map[string]int")
+	flag.Parse()
+	if flag.NArg() != 2 || (*mode != "ptr" && *mode != "int") {
+		fmt.Fprintln(os.Stderr, "usage: wordcount [-map ptr|int] IN OUT")
 		os.Exit(2)
 	}
-	in, err := os.Open(os.Args[1])
+	in, err := os.Open(flag.Arg(0))
 	check(err)
-	counts := make(map[string]*int)
 	r := bufio.NewReaderSize(in, 1<<20)
+	var ptrs map[string]*int
+	var ints map[string]int
+	var add func(w []byte)
+	if *mode == "ptr" {
+		ptrs = make(map[string]*int)
+		add = func(w []byte) {
+			if p := ptrs[string(w)]; p != nil {
+				*p++
+				return
+			}
+			n := 1
+			ptrs[string(w)] = &n
+		}
+	} else {
+		ints = make(map[string]int)
+		add = func(w []byte) { ints[string(w)]++ }
+	}
 	for {
 		line, err := r.ReadSlice('\n')
 		if err == bufio.ErrBufferFull {
@@ -39,7 +65,7 @@ func main() {
 			}
 			line = long
 		}
-		countWords(counts, line)
+		words(line, add)
 		if err == io.EOF {
 			break
 		}
@@ -47,25 +73,33 @@ func main() {
 	}
 	check(in.Close())
 
-	out, err := os.Create(os.Args[2])
+	out, err := os.Create(flag.Arg(1))
 	check(err)
 	w := bufio.NewWriterSize(out, 1<<20)
-	buf := make([]byte, 0, 128)
-	for word, n := range counts {
-		buf = append(buf[:0], `{"word":`...)
-		buf = strconv.AppendQuote(buf, word) // words of the benchmark text need no JSON escapes
-		buf = append(buf, `,"count":`...)
-		buf = strconv.AppendInt(buf, int64(*n), 10)
-		buf = append(buf, "}\n"...)
-		_, err := w.Write(buf)
+	var buf []byte
+	emit := func(word string, n int) {
+		q, err := json.Marshal(word)
 		check(err)
+		buf = append(buf[:0], `{"word":`...)
+		buf = append(buf, q...)
+		buf = append(buf, `,"count":`...)
+		buf = strconv.AppendInt(buf, int64(n), 10)
+		buf = append(buf, "}\n"...)
+		_, err = w.Write(buf)
+		check(err)
+	}
+	for word, p := range ptrs {
+		emit(word, *p)
+	}
+	for word, n := range ints {
+		emit(word, n)
 	}
 	check(w.Flush())
 	check(out.Close())
 }
 
-// countWords adds the whitespace-separated words of line to counts.
-func countWords(counts map[string]*int, line []byte) {
+// words calls add with every white-space-separated word of line.
+func words(line []byte, add func([]byte)) {
 	start := -1
 	for i := 0; i < len(line); {
 		c := line[i]
@@ -80,7 +114,7 @@ func countWords(counts map[string]*int, line []byte) {
 		}
 		if space {
 			if start >= 0 {
-				add(counts, line[start:i])
+				add(line[start:i])
 				start = -1
 			}
 		} else if start < 0 {
@@ -89,19 +123,8 @@ func countWords(counts map[string]*int, line []byte) {
 		i += size
 	}
 	if start >= 0 {
-		add(counts, line[start:])
+		add(line[start:])
 	}
-}
-
-// add counts one word. The lookup with string(w) does not allocate; only a
-// new word's key is copied.
-func add(counts map[string]*int, w []byte) {
-	if p := counts[string(w)]; p != nil {
-		*p++
-		return
-	}
-	n := 1
-	counts[string(w)] = &n
 }
 
 var asciiSpace = [utf8.RuneSelf]bool{'\t': true, '\n': true, '\v': true, '\f': true, '\r': true, ' ': true}
