@@ -15,6 +15,21 @@
 //	p := m.PartitionedState(partition)       // get_partitioned_state
 //	m.CleanupExpiredState(ctx); m.Stats()
 //
+// Checkpoints and exactly-once, as in the guide's EnhancedStateManager:
+//
+//	m, _ := state.NewManager(state.ManagerConfig{Checkpoints: state.CheckpointConfig{Storage: st}})
+//	id, ok, err := m.RecoverFromLatestCheckpoint(ctx) // right after NewManager
+//	outs, err := m.ProcessBatch(ctx, batch, processor)
+//	id, err = m.CreateCheckpoint(ctx)                 // incremental, manifest last
+//	p := state.NewExactlyOnceProcessor(processor, m, "word_count_operator")
+//	o, err := state.NewTwoPhaseCommitOutput(kafkaOutput, m)
+//
+// Checkpoints use the same format and layout as weir's stream checkpoints
+// (package checkpoint). ExactlyOnceProcessor records the last position it
+// applied in the same state, so a replay after recovery skips what the
+// checkpoint already holds; TwoPhaseCommitOutput pre-commits at
+// CreateCheckpoint, stores its handle in the manifest and commits after it.
+//
 // Go methods cannot be generic, so typed access is the package functions
 // PutTyped and GetTyped over the Store interface. Errors are *StateError
 // (Op, Key, Err) wrapping the sentinels ErrTypeMismatch, ErrClosed,
