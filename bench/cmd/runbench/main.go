@@ -16,7 +16,10 @@
 //     and a CPU profile of weir's run (-profile);
 //   - checkpoints of 1 M keys (10 M with -big) in the memory and Pebble
 //     backends (bench/cmd/ckptbench), to a local directory and, when
-//     WEIR_S3_ENDPOINT is set (bench/run.sh starts MinIO), to S3.
+//     WEIR_S3_ENDPOINT is set (bench/run.sh starts MinIO), to S3;
+//   - Kafka → count → Kafka on an in-process kfake broker
+//     (examples/exactly_once_kafka.yaml exactly-once and at-least-once)
+//     against a plain franz-go loop (bench/cmd/kafkaloop).
 package main
 
 import (
@@ -40,7 +43,7 @@ var (
 	binDir  = flag.String("bin", "bin", "where binaries are built")
 	big     = flag.Bool("big", false, "also checkpoint 10 M keys in the memory backend (adds a few minutes)")
 	profile = flag.Bool("profile", true, "profile one weir word count run and report its hot spots")
-	only    = flag.String("only", "", "comma-separated sections to run (pass, gen, wordcount, checkpoint); default all")
+	only    = flag.String("only", "", "comma-separated sections to run (pass, gen, wordcount, checkpoint, kafka); default all")
 )
 
 // summaryRow is one line of the summary table.
@@ -76,7 +79,8 @@ func main() {
 	must(os.MkdirAll(*binDir, 0o755))
 	must(os.MkdirAll(filepath.Dir(*outPath), 0o755))
 	for _, b := range []string{"weir=./cmd/weir", "gen=./bench/cmd/gen", "bufcopy=./bench/cmd/bufcopy",
-		"wordcount=./bench/cmd/wordcount", "ckptbench=./bench/cmd/ckptbench", "peakrss=./bench/cmd/peakrss"} {
+		"wordcount=./bench/cmd/wordcount", "ckptbench=./bench/cmd/ckptbench", "peakrss=./bench/cmd/peakrss",
+		"kafkaloop=./bench/cmd/kafkaloop"} {
 		name, pkg, _ := strings.Cut(b, "=")
 		run("go", "build", "-o", filepath.Join(*binDir, name), pkg)
 	}
@@ -105,6 +109,9 @@ func main() {
 	}
 	if want("checkpoint") {
 		r.checkpoints()
+	}
+	if want("kafka") {
+		r.kafka()
 	}
 
 	elapsed := time.Since(start)
