@@ -783,7 +783,7 @@ func buildAggColumn(f aggFunc, vals []aggValue) arrow.Array {
 		}
 		offsets[i+1] = int32(len(data))
 	}
-	return newBinaryArray(arrow.BinaryTypes.String, offsets, data, valid, nulls)
+	return message.NewBinaryArray(arrow.BinaryTypes.String, offsets, data, valid, nulls)
 }
 
 // fixedArray wraps a values buffer (and validity bitmap) as an array.

@@ -252,7 +252,7 @@ func (p *aggregate) Process(_ context.Context, b *message.Batch) ([]*message.Bat
 				return nil, err
 			}
 		} else {
-			keys = newBinaryArray(arrow.BinaryTypes.String, slices.Clone(p.keyOffs), slices.Clone(p.keyData), nil, 0)
+			keys = message.NewBinaryArray(arrow.BinaryTypes.String, slices.Clone(p.keyOffs), slices.Clone(p.keyData), nil, 0)
 		}
 		good = p.batch(keys)
 		good.Pos = b.Pos
@@ -329,7 +329,7 @@ func (p *aggregate) batch(keys arrow.Array) *message.Batch {
 // string column, without copying when idx is all of it.
 func keyStringColumn(col arrow.Array, idx []int32) (arrow.Array, error) {
 	if len(idx) != col.Len() { // else idx is every row, in order
-		c, err := takeColumn(col, idx)
+		c, err := message.TakeColumn(col, idx)
 		if err != nil {
 			return nil, err
 		}
@@ -352,7 +352,7 @@ func keyStringColumn(col arrow.Array, idx []int32) (arrow.Array, error) {
 		data = append(data, bc.Bytes(i)...)
 		offs[i+1] = int32(len(data))
 	}
-	return newBinaryArray(arrow.BinaryTypes.String, offs, data, nil, 0), nil
+	return message.NewBinaryArray(arrow.BinaryTypes.String, offs, data, nil, 0), nil
 }
 
 // OnBarrier implements component.BarrierListener: with emit on_checkpoint
@@ -495,7 +495,7 @@ func (e *aggEmitter) cut(p *aggregate) {
 	if len(e.offs) <= 1 {
 		return
 	}
-	keys := newBinaryArray(arrow.BinaryTypes.String, e.offs, e.data, nil, 0)
+	keys := message.NewBinaryArray(arrow.BinaryTypes.String, e.offs, e.data, nil, 0)
 	e.out = append(e.out, p.batch(keys))
 	e.data, e.offs = nil, nil
 }

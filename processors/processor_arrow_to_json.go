@@ -90,7 +90,7 @@ func (p *arrowToJSON) Process(_ context.Context, b *message.Batch) ([]*message.B
 	if n > 0 {
 		p.bytesPerRow = len(data)/n + 8
 	}
-	value := newBinaryArray(arrow.BinaryTypes.Binary, offsets, data, nil, 0)
+	value := message.NewBinaryArray(arrow.BinaryTypes.Binary, offsets, data, nil, 0)
 
 	fields := []arrow.Field{{Name: message.ValueColumn, Type: arrow.BinaryTypes.Binary, Nullable: true}}
 	out := []arrow.Array{value}

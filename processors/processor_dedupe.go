@@ -153,7 +153,7 @@ func (p *dedupe) Process(_ context.Context, b *message.Batch) ([]*message.Batch,
 	}
 	var good *message.Batch
 	if len(p.keep) > 0 {
-		if good, err = takeBatch(b, p.keep); err != nil {
+		if good, err = message.Take(b, p.keep); err != nil {
 			return nil, err
 		}
 	}

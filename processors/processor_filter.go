@@ -75,7 +75,7 @@ func (p *filter) Process(_ context.Context, b *message.Batch) ([]*message.Batch,
 	case n:
 		good = b
 	default:
-		if good, err = takeBatch(b, p.keep); err != nil {
+		if good, err = message.Take(b, p.keep); err != nil {
 			return nil, err
 		}
 	}

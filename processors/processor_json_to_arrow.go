@@ -417,7 +417,7 @@ func (p *jsonToArrow) build(b *message.Batch, vals *message.BinaryColumn, rows i
 		arr := rec.Column(c)
 		if keepIdx != nil {
 			var err error
-			if arr, err = takeColumn(arr, keepIdx); err != nil {
+			if arr, err = message.TakeColumn(arr, keepIdx); err != nil {
 				return nil, fmt.Errorf("column %s: %w", f.Name, err)
 			}
 		}

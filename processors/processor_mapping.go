@@ -128,7 +128,7 @@ func (p *mapping) Process(_ context.Context, b *message.Batch) ([]*message.Batch
 		p.good = p.fail.goodRows(p.good[:0], n)
 		mapped := message.New(rec)
 		mapped.Pos = b.Pos
-		if good, err = takeBatch(mapped, p.good); err != nil {
+		if good, err = message.Take(mapped, p.good); err != nil {
 			return nil, err
 		}
 	}

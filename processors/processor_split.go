@@ -137,11 +137,11 @@ func (p *split) Process(_ context.Context, b *message.Batch) ([]*message.Batch, 
 		dt = arrow.BinaryTypes.String
 	}
 	// The offsets and parents escape into the batch: copy the reused ones.
-	tokens := newBinaryArray(dt, append([]int32(nil), p.offsets...), data, nil, 0)
+	tokens := message.NewBinaryArray(dt, append([]int32(nil), p.offsets...), data, nil, 0)
 
 	rec := b.Record()
 	parents := p.parents
-	if _, ok := contiguous(parents); !ok {
+	if _, ok := message.Contiguous(parents); !ok {
 		parents = append([]int32(nil), parents...)
 	}
 	fields := make([]arrow.Field, 0, rec.NumCols()+1)
@@ -154,7 +154,7 @@ func (p *split) Process(_ context.Context, b *message.Batch) ([]*message.Batch, 
 			replaced = true
 			continue
 		}
-		c, err := takeColumn(rec.Column(i), parents)
+		c, err := message.TakeColumn(rec.Column(i), parents)
 		if err != nil {
 			return nil, fmt.Errorf("column %s: %w", f.Name, err)
 		}

@@ -49,7 +49,7 @@ func TestTakeColumn(t *testing.T) {
 		n := col.Len()
 		for _, idx := range [][]int32{{0, 0, 2, 1, int32(n - 1)}, {int32(n - 1), 0}, {1, 2, 3}, {}} {
 			t.Run(fmt.Sprintf("%s/%v", name, idx), func(t *testing.T) {
-				got, err := takeColumn(col, idx)
+				got, err := message.TakeColumn(col, idx)
 				if err != nil {
 					t.Fatal(err)
 				}

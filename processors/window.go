@@ -846,7 +846,7 @@ func (p *windowProc) buildOutput() *message.Batch {
 	var cols []arrow.Array
 	if p.key != nil {
 		fields = append(fields, arrow.Field{Name: p.keyCol, Type: arrow.BinaryTypes.String, Nullable: true})
-		cols = append(cols, newBinaryArray(arrow.BinaryTypes.String, slices.Clone(p.keyOffs), slices.Clone(p.keyData), nil, 0))
+		cols = append(cols, message.NewBinaryArray(arrow.BinaryTypes.String, slices.Clone(p.keyOffs), slices.Clone(p.keyData), nil, 0))
 	}
 	starts, ends := array.NewInt64Builder(message.Alloc), array.NewInt64Builder(message.Alloc)
 	defer starts.Release()
