@@ -19,7 +19,9 @@
 //     WEIR_S3_ENDPOINT is set (bench/run.sh starts MinIO), to S3;
 //   - Kafka → count → Kafka on an in-process kfake broker
 //     (examples/exactly_once_kafka.yaml exactly-once and at-least-once)
-//     against a plain franz-go loop (bench/cmd/kafkaloop).
+//     against a plain franz-go loop (bench/cmd/kafkaloop);
+//   - Benthos (Redpanda Connect's open core, built from bench/benthos) on
+//     the jobs it can express, next to weir on the same inputs (benthos.go).
 package main
 
 import (
@@ -43,7 +45,7 @@ var (
 	binDir  = flag.String("bin", "bin", "where binaries are built")
 	big     = flag.Bool("big", false, "also checkpoint 10 M keys in the memory backend (adds a few minutes)")
 	profile = flag.Bool("profile", true, "profile one weir word count run and report its hot spots")
-	only    = flag.String("only", "", "comma-separated sections to run (pass, gen, wordcount, checkpoint, kafka); default all")
+	only    = flag.String("only", "", "comma-separated sections to run (pass, gen, wordcount, checkpoint, kafka, benthos); default all")
 )
 
 // summaryRow is one line of the summary table.
@@ -57,6 +59,8 @@ type runner struct {
 	weir    string
 	report  bytes.Buffer // the sections, after the summary
 	summary []summaryRow
+	// passWeir is weir's pass-through of this run, shown next to Benthos's.
+	passWeir *measure
 }
 
 func (r *runner) bin(name string) string { return filepath.Join(*binDir, name) }
@@ -100,6 +104,9 @@ func main() {
 	want := func(s string) bool { return len(sections) == 0 || sections[s] }
 	if want("pass") {
 		r.passThrough()
+	}
+	if want("benthos") {
+		r.benthos()
 	}
 	if want("gen") {
 		r.generate()
@@ -158,6 +165,7 @@ streams:
 		}
 	}
 	os.Remove(outFile)
+	r.passWeir = ours
 	table(&r.report, "Stateless pass-through (file → file, "+fmt.Sprint(*sizeMB)+" MB of text lines)", base, ours)
 	ratio := ours.ratio(base)
 	r.sum("Pass-through file → file, MB/s", fmt.Sprintf("%.1f", ours.mbps(ours.median().secs)),
