@@ -14,7 +14,6 @@ import (
 	"github.com/weir-stream/weir/message"
 	"github.com/weir-stream/weir/state"
 	"github.com/weir-stream/weir/state/kv"
-	"github.com/weir-stream/weir/state/memory"
 )
 
 const (
@@ -137,15 +136,11 @@ func newAggregate(conf *component.Config, res component.Resources) (component.Pr
 		return nil, conf.Errorf(aggregateStateTTL, "must not be negative")
 	}
 
-	backend := res.State
-	if backend == nil {
-		// Built outside the engine (tests, tools): keep state privately.
-		b, err := memory.New(kv.Config{})
-		if err != nil {
-			return nil, err
-		}
-		backend, p.owned = b, b
+	backend, owned, err := stateBackend(res)
+	if err != nil {
+		return nil, err
 	}
+	p.owned = owned
 	if p.ctx, err = state.NewKeyedContext(backend); err != nil {
 		p.closeOwned()
 		return nil, fmt.Errorf("aggregate: %w", err)

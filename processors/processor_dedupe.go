@@ -9,7 +9,6 @@ import (
 	"github.com/weir-stream/weir/message"
 	"github.com/weir-stream/weir/state"
 	"github.com/weir-stream/weir/state/kv"
-	"github.com/weir-stream/weir/state/memory"
 )
 
 const (
@@ -73,14 +72,11 @@ func newDedupe(conf *component.Config, res component.Resources) (component.Proce
 	if ttl <= 0 {
 		return nil, conf.Errorf(dedupeTTL, "must be positive (how long a key is remembered)")
 	}
-	backend := res.State
-	if backend == nil {
-		b, err := memory.New(kv.Config{})
-		if err != nil {
-			return nil, err
-		}
-		backend, p.owned = b, b
+	backend, owned, err := stateBackend(res)
+	if err != nil {
+		return nil, err
 	}
+	p.owned = owned
 	if p.ctx, err = state.NewKeyedContext(backend); err == nil {
 		p.seen, err = state.NewValueState[bool](p.ctx, "dedupe/seen", state.WithTTL(state.TTLConfig{TTL: ttl}))
 	}

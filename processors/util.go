@@ -3,6 +3,9 @@ package processors
 import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
+	"github.com/weir-stream/weir/component"
+	"github.com/weir-stream/weir/state/kv"
+	"github.com/weir-stream/weir/state/memory"
 
 	"github.com/weir-stream/weir/message"
 )
@@ -110,4 +113,18 @@ func replaceColumns(rec arrow.RecordBatch, names []string, cols []arrow.Array, d
 		out = append(out, cols[j])
 	}
 	return array.NewRecordBatch(arrow.NewSchema(fields, nil), out, rec.NumRows())
+}
+
+// stateBackend returns the keyed-state backend of a stateful processor: the
+// engine's (res.State), or, for one built outside the engine (tests,
+// tools), a private memory backend that the processor owns and closes.
+func stateBackend(res component.Resources) (backend, owned kv.Backend, err error) {
+	if res.State != nil {
+		return res.State, nil, nil
+	}
+	b, err := memory.New(kv.Config{})
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, b, nil
 }

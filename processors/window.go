@@ -84,7 +84,6 @@ import (
 	"github.com/weir-stream/weir/message"
 	"github.com/weir-stream/weir/state"
 	"github.com/weir-stream/weir/state/kv"
-	"github.com/weir-stream/weir/state/memory"
 )
 
 // Field names shared by the window processors.
@@ -275,15 +274,11 @@ func newWindowProc(conf *component.Config, res component.Resources, wp windowPar
 		return nil, conf.Errorf(windowStateTTL, "must not be negative")
 	}
 
-	backend := res.State
-	if backend == nil {
-		// Built outside the engine (tests, tools): keep state privately.
-		b, err := memory.New(kv.Config{})
-		if err != nil {
-			return nil, err
-		}
-		backend, p.owned = b, b
+	backend, owned, err := stateBackend(res)
+	if err != nil {
+		return nil, err
 	}
+	p.owned = owned
 	cfg := backend.Config()
 	p.clock, p.kgs, p.maxKG = cfg.Clock, cfg.KeyGroups, cfg.MaxKeyGroups
 	if p.ctx, err = state.NewKeyedContext(backend); err != nil {
