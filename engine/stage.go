@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -107,6 +108,7 @@ func dispatchLoop(ctx context.Context, in <-chan *unit, workers []chan *unit) {
 func (s *Stream) exchangeLoop(ctx context.Context, st *stage, in <-chan *unit, workers []chan *unit) {
 	n := len(workers)
 	idx := make([][]int32, n)
+	var kgs []uint16 // key group of each row of the batch being split
 	parts := make([][]*message.Batch, n)
 	send := func(w int, u *unit) bool {
 		select {
@@ -148,11 +150,14 @@ func (s *Stream) exchangeLoop(ctx context.Context, st *stage, in <-chan *unit, w
 			for w := range idx {
 				idx[w] = idx[w][:0]
 			}
+			kgs = slices.Grow(kgs[:0], b.NumRows())[:b.NumRows()]
 			err := st.keys.Keys(b, func(row int, key []byte) {
-				w := 0
+				w, kg := 0, message.NoKeyGroup
 				if key != nil {
-					w = st.owner[kv.KeyGroupOf(key, st.maxKG)]
+					kg = kv.KeyGroupOf(key, st.maxKG)
+					w = st.owner[kg]
 				}
+				kgs[row] = uint16(kg)
 				idx[w] = append(idx[w], int32(row))
 			})
 			if err != nil {
@@ -167,6 +172,14 @@ func (s *Stream) exchangeLoop(ctx context.Context, st *stage, in <-chan *unit, w
 				if err != nil {
 					part = failBatch(b, "exchange: "+err.Error())
 					w = 0
+				} else {
+					// The key groups travel with the rows: the keyed
+					// processor does not hash the keys again.
+					pk := make([]uint16, len(idx[w]))
+					for i, r := range idx[w] {
+						pk[i] = kgs[r]
+					}
+					part.KeyGroups = pk
 				}
 				parts[w] = append(parts[w], part)
 			}

@@ -54,7 +54,17 @@ type Batch struct {
 	// (Kafka offsets, file byte offset, generator sequence, WAL LSN).
 	// Only inputs set it; it is nil elsewhere.
 	Pos []byte
+
+	// KeyGroups, when not nil, holds the key group of each row's key,
+	// computed by the engine's keyed exchange (NoKeyGroup for a row
+	// without a key), so the keyed processor behind it need not hash the
+	// key again. Nothing else sets it; a processor's output batches do
+	// not carry it.
+	KeyGroups []uint16
 }
+
+// NoKeyGroup marks a row of Batch.KeyGroups whose key group is not known.
+const NoKeyGroup = 0xFFFF
 
 // New wraps a record batch.
 func New(rec arrow.RecordBatch) *Batch { return &Batch{rec: rec} }
@@ -153,7 +163,11 @@ func (b *Batch) Without(names ...string) *Batch {
 
 // Slice returns rows [i, j) as a new batch sharing memory with b.
 func (b *Batch) Slice(i, j int) *Batch {
-	return &Batch{rec: b.rec.NewSlice(int64(i), int64(j)), Pos: b.Pos}
+	out := &Batch{rec: b.rec.NewSlice(int64(i), int64(j)), Pos: b.Pos}
+	if b.KeyGroups != nil {
+		out.KeyGroups = b.KeyGroups[i:j]
+	}
+	return out
 }
 
 // IsError reports whether the batch holds failed records (it has a

@@ -208,7 +208,7 @@ func (p *aggregate) Process(_ context.Context, b *message.Batch) ([]*message.Bat
 			p.fails.add(i, "aggregate: group_by: "+err.Error())
 			continue
 		}
-		if err := p.ctx.SetCurrentKey(key); err != nil {
+		if err := setCurrentKey(p.ctx, b, i, key); err != nil {
 			p.fails.add(i, "aggregate: "+err.Error())
 			continue
 		}

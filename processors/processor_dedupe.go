@@ -120,7 +120,7 @@ func (p *dedupe) Process(_ context.Context, b *message.Batch) ([]*message.Batch,
 			p.fails.add(i, "dedupe: key: "+err.Error())
 			continue
 		}
-		if err := p.ctx.SetCurrentKey(key); err != nil {
+		if err := setCurrentKey(p.ctx, b, i, key); err != nil {
 			p.fails.add(i, "dedupe: "+err.Error())
 			continue
 		}

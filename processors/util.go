@@ -4,10 +4,10 @@ import (
 	"github.com/apache/arrow-go/v18/arrow"
 	"github.com/apache/arrow-go/v18/arrow/array"
 	"github.com/weir-stream/weir/component"
+	"github.com/weir-stream/weir/message"
+	"github.com/weir-stream/weir/state"
 	"github.com/weir-stream/weir/state/kv"
 	"github.com/weir-stream/weir/state/memory"
-
-	"github.com/weir-stream/weir/message"
 )
 
 // Helpers shared by the processors of this package.
@@ -127,4 +127,16 @@ func stateBackend(res component.Resources) (backend, owned kv.Backend, err error
 		return nil, nil, err
 	}
 	return b, b, nil
+}
+
+// setCurrentKey makes key, the key of row of b, the current key of ctx,
+// using the key group the engine's keyed exchange computed for the row
+// (Batch.KeyGroups) instead of hashing the key again when there is one.
+func setCurrentKey(ctx *state.KeyedContext, b *message.Batch, row int, key []byte) error {
+	if b.KeyGroups != nil {
+		if kg := b.KeyGroups[row]; kg != message.NoKeyGroup {
+			return ctx.SetCurrentKeyInGroup(key, int(kg))
+		}
+	}
+	return ctx.SetCurrentKey(key)
 }

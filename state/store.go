@@ -218,7 +218,7 @@ func (s *store) getRaw(key string) (obj any, raw []byte, ok bool, err error) {
 		return nil, nil, false, kv.NewError("get", key, err)
 	}
 	if c.table != nil {
-		cl := c.table.Get(gi, strBytes(key))
+		cl := c.table.GetShared(gi, strBytes(key))
 		if cl == nil {
 			return nil, nil, false, nil
 		}

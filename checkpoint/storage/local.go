@@ -22,7 +22,8 @@ import (
 // List ignores and CleanTemp removes. Delete removes the directories it
 // leaves empty (except DIR).
 type Local struct {
-	dir string // absolute, cleaned
+	dir  string // absolute, cleaned
+	dirs *dirSyncer
 }
 
 var _ Storage = (*Local)(nil)
@@ -38,7 +39,7 @@ func NewLocal(dir string) (*Local, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: local %s: %w", dir, err)
 	}
-	l := &Local{dir: abs}
+	l := &Local{dir: abs, dirs: newDirSyncer()}
 	if err := mkdirAllSynced(abs); err != nil {
 		return nil, l.fail("open", "", err)
 	}
@@ -140,7 +141,7 @@ func (l *Local) put(ctx context.Context, name string, r io.Reader, size int64) e
 		return err
 	}
 	ok = true
-	return syncDir(dir)
+	return l.dirs.syncAfter(dir)
 }
 
 // Get opens the file; see Storage.Get.

@@ -56,7 +56,9 @@ type Stats struct {
 	// TotalBytes is the approximate size of the state: the estimated heap
 	// bytes for the memory backend, keys plus encoded values for Pebble.
 	TotalBytes int64
-	// Hits and Misses count reads that found a live value or did not.
+	// Hits and Misses count reads that found a live value or did not. The
+	// memory backend publishes them at Flush and Snapshot (the owner's
+	// reads in between are counted without atomics).
 	Hits, Misses int64
 	// Expired counts entries removed because their TTL ran out.
 	Expired int64

@@ -74,6 +74,10 @@ type Backend struct {
 	baseEpoch uint32 // cells with ver > baseEpoch are changes
 	tables    map[string]table
 	closed    bool
+	// Reads counted on the owner goroutine, published to hits and misses
+	// at Flush and Snapshot: an atomic add per read would cost more than
+	// the read itself.
+	ownHits, ownMisses int64
 
 	// Counters, readable from any goroutine.
 	keys, bytes, hits, misses, expired atomic.Int64
@@ -126,6 +130,7 @@ func (b *Backend) Snapshot() (kv.Snapshot, error) {
 	if b.closed {
 		return nil, kv.NewError("snapshot", "", kv.ErrClosed)
 	}
+	b.publishReads()
 	s := &snapshot{
 		seq:       uint64(b.epoch),
 		base:      b.confirmed,
@@ -230,9 +235,21 @@ func (b *Backend) CleanupExpired(ctx context.Context) (int, error) {
 // for state kinds that look values up themselves.
 func (b *Backend) CountRead(hit bool) {
 	if hit {
-		b.hits.Add(1)
+		b.ownHits++
 	} else {
-		b.misses.Add(1)
+		b.ownMisses++
+	}
+}
+
+// publishReads moves the owner's read counts to the shared counters.
+func (b *Backend) publishReads() {
+	if b.ownHits != 0 {
+		b.hits.Add(b.ownHits)
+		b.ownHits = 0
+	}
+	if b.ownMisses != 0 {
+		b.misses.Add(b.ownMisses)
+		b.ownMisses = 0
 	}
 }
 
@@ -240,10 +257,14 @@ func (b *Backend) CountRead(hit bool) {
 // kinds that expire parts of values themselves.
 func (b *Backend) CountExpired(n int64) { b.expired.Add(n) }
 
-// Flush does nothing: memory writes are visible at once.
-func (b *Backend) Flush() error { return nil }
+// Flush publishes the read counters (Stats); writes are visible at once.
+func (b *Backend) Flush() error {
+	b.publishReads()
+	return nil
+}
 
-// Stats returns the counters.
+// Stats returns the counters. Hits and misses are those published by the
+// owner's last Flush or Snapshot (the engine flushes once per batch).
 func (b *Backend) Stats() kv.Stats {
 	return kv.Stats{
 		Keys:       b.keys.Load(),

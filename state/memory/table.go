@@ -205,9 +205,22 @@ func (t *Table[T]) account(g *group[T], keys, bytes int64) {
 }
 
 // Get returns the live cell of key in group gi (see GroupIndex), or nil if
-// there is none or it has expired. It counts a hit or a miss. It only
-// reads, so it may run concurrently with other Gets.
+// there is none or it has expired. It counts a hit or a miss on the
+// owner's counters (published at Flush), so only the owner goroutine may
+// call it; concurrent readers use GetShared.
 func (t *Table[T]) Get(gi int, key []byte) *Cell[T] {
+	c := t.groups[gi].m[string(key)]
+	if c == nil || (c.exp != 0 && c.exp <= t.b.now()) {
+		t.b.ownMisses++
+		return nil
+	}
+	t.b.ownHits++
+	return c
+}
+
+// GetShared is Get for readers that may run concurrently with each other
+// (not with writes): it counts with atomics.
+func (t *Table[T]) GetShared(gi int, key []byte) *Cell[T] {
 	c := t.groups[gi].m[string(key)]
 	if c == nil || (c.exp != 0 && c.exp <= t.b.now()) {
 		t.b.misses.Add(1)

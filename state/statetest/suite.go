@@ -1039,6 +1039,7 @@ func testStats(t *testing.T, f Factory) {
 	v.Value()
 	setKey(t, c, "nope")
 	v.Value()
+	must(t, c.Flush())
 	st = e.b.Stats()
 	if st.Hits-h0 != 1 || st.Misses-m0 != 1 {
 		t.Fatalf("hits/misses moved by %d/%d, want 1/1", st.Hits-h0, st.Misses-m0)
