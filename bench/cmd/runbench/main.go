@@ -45,7 +45,7 @@ var (
 	binDir  = flag.String("bin", "bin", "where binaries are built")
 	big     = flag.Bool("big", false, "also checkpoint 10 M keys in the memory backend (adds a few minutes)")
 	profile = flag.Bool("profile", true, "profile one weir word count run and report its hot spots")
-	only    = flag.String("only", "", "comma-separated sections to run (pass, gen, wordcount, checkpoint, kafka, benthos); default all")
+	only    = flag.String("only", "", "comma-separated sections to run (pass, gen, wordcount, checkpoint, kafka, benthos, session); default all")
 )
 
 // summaryRow is one line of the summary table.
@@ -84,7 +84,7 @@ func main() {
 	must(os.MkdirAll(filepath.Dir(*outPath), 0o755))
 	for _, b := range []string{"weir=./cmd/weir", "gen=./bench/cmd/gen", "bufcopy=./bench/cmd/bufcopy",
 		"wordcount=./bench/cmd/wordcount", "ckptbench=./bench/cmd/ckptbench", "peakrss=./bench/cmd/peakrss",
-		"kafkaloop=./bench/cmd/kafkaloop"} {
+		"kafkaloop=./bench/cmd/kafkaloop", "sessionbase=./bench/cmd/sessionbase"} {
 		name, pkg, _ := strings.Cut(b, "=")
 		run("go", "build", "-o", filepath.Join(*binDir, name), pkg)
 	}
@@ -113,6 +113,9 @@ func main() {
 	}
 	if want("wordcount") {
 		r.wordCount()
+	}
+	if want("session") {
+		r.sessions()
 	}
 	if want("checkpoint") {
 		r.checkpoints()
