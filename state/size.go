@@ -43,7 +43,130 @@ func sizerFor[T any]() func(T) int64 {
 	case reflect.String:
 		return func(v T) int64 { return int64(len(*(*string)(unsafe.Pointer(&v)))) }
 	}
-	return func(v T) int64 { return heapSize(reflect.ValueOf(&v).Elem(), 0) }
+	plan := planFor(t, 0)
+	return func(v T) int64 { return plan.heap(unsafe.Pointer(&v), 0) }
+}
+
+// sizePlan is the size estimator of one type, compiled once from its
+// reflect.Type: walking a value with it reads memory directly instead of
+// going through reflect.Value, and knows which parts hold no pointers
+// without asking reflect again (the memory backend sizes every value it
+// stores).
+type sizePlan struct {
+	kind   reflect.Kind
+	typ    reflect.Type
+	elem   *sizePlan // slice, array, pointer: the element's plan; nil if it holds no pointers
+	esize  int64     // slice, array, pointer: the element's inline size
+	n      int       // array length
+	fields []fieldPlan
+}
+
+type fieldPlan struct {
+	off  uintptr
+	plan *sizePlan
+}
+
+// planFor returns the plan of t, or nil if t holds no pointers. Types
+// nested deeper than heapSize looks are not followed.
+func planFor(t reflect.Type, depth int) *sizePlan {
+	if depth > 8 || !hasPointers(t) {
+		return nil
+	}
+	p := &sizePlan{kind: t.Kind(), typ: t}
+	switch t.Kind() {
+	case reflect.Slice, reflect.Pointer:
+		p.esize = int64(t.Elem().Size())
+		p.elem = planFor(t.Elem(), depth+1)
+	case reflect.Array:
+		p.esize = int64(t.Elem().Size())
+		p.n = t.Len()
+		p.elem = planFor(t.Elem(), depth+1)
+	case reflect.Struct:
+		for i := range t.NumField() {
+			f := t.Field(i)
+			if fp := planFor(f.Type, depth+1); fp != nil {
+				p.fields = append(p.fields, fieldPlan{off: f.Offset, plan: fp})
+			}
+		}
+	}
+	return p
+}
+
+// heap estimates the heap bytes reachable from the value at ptr, as
+// heapSize does.
+func (p *sizePlan) heap(ptr unsafe.Pointer, depth int) int64 {
+	if p == nil || depth > 8 {
+		return 0
+	}
+	switch p.kind {
+	case reflect.String:
+		return int64(len(*(*string)(ptr)))
+	case reflect.Slice:
+		s := (*sliceHeader)(ptr)
+		if s.data == nil {
+			return 0
+		}
+		n := int64(s.cap) * p.esize
+		if p.elem != nil {
+			m := min(s.len, sampleElems)
+			var sum int64
+			for i := range m {
+				sum += p.elem.heap(unsafe.Add(s.data, int64(i)*p.esize), depth+1)
+			}
+			if m > 0 {
+				n += sum * int64(s.len) / int64(m)
+			}
+		}
+		return n
+	case reflect.Pointer:
+		e := *(*unsafe.Pointer)(ptr)
+		if e == nil {
+			return 0
+		}
+		return p.esize + p.elem.heap(e, depth+1)
+	case reflect.Struct:
+		var n int64
+		for _, f := range p.fields {
+			n += f.plan.heap(unsafe.Add(ptr, f.off), depth+1)
+		}
+		return n
+	case reflect.Array:
+		if p.elem == nil {
+			return 0
+		}
+		m := min(p.n, sampleElems)
+		var sum int64
+		for i := range m {
+			sum += p.elem.heap(unsafe.Add(ptr, int64(i)*p.esize), depth+1)
+		}
+		if m == 0 {
+			return 0
+		}
+		return sum * int64(p.n) / int64(m)
+	case reflect.Interface:
+		if p.typ.NumMethod() == 0 {
+			x := *(*any)(ptr)
+			if x == nil {
+				return 0
+			}
+			e := reflect.ValueOf(x)
+			return int64(e.Type().Size()) + heapSize(e, depth+1)
+		}
+		// A copy of the two words, so that ptr does not escape (which
+		// would cost the callers an allocation per call).
+		tmp := *(*[2]unsafe.Pointer)(ptr)
+		return heapSize(reflect.NewAt(p.typ, unsafe.Pointer(&tmp)).Elem(), depth)
+	case reflect.Map:
+		tmp := *(*unsafe.Pointer)(ptr) // a map value is one pointer
+		return heapSize(reflect.NewAt(p.typ, unsafe.Pointer(&tmp)).Elem(), depth)
+	}
+	return 0 // channels, funcs, unsafe pointers: as heapSize
+}
+
+// sliceHeader is the layout of a slice value.
+type sliceHeader struct {
+	data     unsafe.Pointer
+	len, cap int
 }
 
 func hasPointers(t reflect.Type) bool {
