@@ -50,7 +50,8 @@ package processors
 //   - "<type>/windows/<aggregates>": a value state per key holding the
 //     key's open windows, sorted by start, each with its accumulators
 //     ([]winState). Values are never changed in place: a key's windows are
-//     copied once per batch, changed, and stored back.
+//     copied when a row of a batch first changes them, changed, and stored
+//     back (closing windows stores the rest, uncopied).
 //   - "<type>/watermark": event time only, the instance's watermark, one
 //     entry per key group (under a synthetic key of that group), written
 //     when it advances. After a restore each key group keeps its own
@@ -58,14 +59,18 @@ package processors
 //     checkpoint is never created (and emitted) again, even when key
 //     groups move to an instance with another watermark; the instance
 //     starts from the smallest of them.
-//   - In memory only: a timer index (a min-heap of close times, one live
-//     entry per key), rebuilt lazily from the state (Range) the first time
-//     the processor is used, which is after any restore.
+//   - In memory only: a slot per key (its state key and key group, its
+//     rows in the current batch, and, with the memory backend and no
+//     state_ttl, the windows it last stored, so that closing them needs
+//     no state read) and a timer index (a min-heap of close times by slot,
+//     one live entry per key with open windows), rebuilt lazily from the
+//     state (Range) the first time the processor is used, which is after
+//     any restore. Slots of keys without open windows are kept for keys
+//     that come back, and dropped when they outnumber the open ones.
 //   - state_ttl (when set) expires a key's open windows that received no
 //     record for that long: they are dropped, never emitted.
 
 import (
-	"container/heap"
 	"context"
 	"fmt"
 	"log/slog"
@@ -84,6 +89,7 @@ import (
 	"github.com/weir-stream/weir/message"
 	"github.com/weir-stream/weir/state"
 	"github.com/weir-stream/weir/state/kv"
+	"github.com/weir-stream/weir/state/memory"
 )
 
 // Field names shared by the window processors.
@@ -179,35 +185,56 @@ type windowProc struct {
 	kgs     kv.KeyGroupRange
 	maxKG   int
 
+	// cache: slots hold each key's stored windows (the memory backend
+	// without TTL: nothing but this processor changes them).
+	cache bool
+
 	// Runtime, rebuilt by start after a restore.
 	started  bool
 	wm       int64   // event-time watermark
 	wmSaved  int64   // watermark last written to marks
 	floors   []int64 // per key group of kgs: restored watermark
 	markKeys [][]byte
+	slots    []keySlot
+	slotOf   map[string]int32 // key → its slot
+	free     []int32          // unused slots
+	armedN   int              // slots with a live timer
 	timers   timerHeap
-	armed    map[string]int64 // key → close time of its live timer entry
 
 	// Per batch, reused.
-	reader   *aggReader
-	ts       eventTimes
-	out      *aggOutput
-	fails    rowFailures
-	times    []int64 // event time per row
-	marksAt  []int64 // watermark after each row
-	groupIdx map[string]int
-	groups   []rowGroup
-	keyData  []byte
-	keyOffs  []int32
-	starts   []int64
-	ends     []int64
-	pending  []*message.Batch
+	reader  *aggReader
+	ts      eventTimes
+	out     *aggOutput
+	fails   rowFailures
+	times   []int64 // event time per row
+	marksAt []int64 // watermark after each row
+	next    []int32 // next row of the same key, -1 after the last
+	touched []int32 // slots of the batch's keys, in order of first row
+	batchNo uint64
+	keyData []byte
+	keyOffs []int32
+	starts  []int64
+	ends    []int64
+	pending []*message.Batch
 }
 
-// rowGroup is the rows of one key in a batch, in row order.
-type rowGroup struct {
-	key  string
-	rows []int32
+// keySlot is what the processor keeps in memory about a key.
+type keySlot struct {
+	key   string
+	kg    int32 // the key's key group
+	used  bool  // the slot holds a key (else it is in free)
+	armed bool  // the key has a live timer entry, at at
+	at    int64
+	// ws are the windows stored for the key, when the processor caches
+	// them (never changed in place, like the state's values); stored
+	// tells whether the state holds a value for the key (maybe empty:
+	// a cached key keeps its entry while it keeps its slot).
+	ws     []winState
+	stored bool
+	// The rows of the key in batch batchNo: the first and last (the
+	// others are linked by next).
+	batch       uint64
+	first, last int32
 }
 
 // newWindowProc builds a window processor from the common fields of conf
@@ -220,8 +247,7 @@ func newWindowProc(conf *component.Config, res component.Resources, wp windowPar
 		startCol:     conf.String(windowStartColumn),
 		endCol:       conf.String(windowEndColumn),
 		log:          res.Logger,
-		armed:        make(map[string]int64),
-		groupIdx:     make(map[string]int),
+		slotOf:       make(map[string]int32),
 		wm:           math.MinInt64,
 		wmSaved:      math.MinInt64,
 	}
@@ -279,6 +305,8 @@ func newWindowProc(conf *component.Config, res component.Resources, wp windowPar
 		return nil, err
 	}
 	p.owned = owned
+	_, isMem := backend.(*memory.Backend)
+	p.cache = isMem && ttl == 0
 	cfg := backend.Config()
 	p.clock, p.kgs, p.maxKG = cfg.Clock, cfg.KeyGroups, cfg.MaxKeyGroups
 	if p.ctx, err = state.NewKeyedContext(backend); err != nil {
@@ -360,14 +388,31 @@ func (p *windowProc) start() error {
 		return nil
 	}
 	p.started = true
+	var empty [][]byte // keys stored without windows, when not cached
 	err := p.windows.Range(func(key []byte, ws []winState) bool {
+		if len(ws) == 0 && !p.cache {
+			empty = append(empty, key)
+			return true
+		}
+		id := p.slot(key)
+		if p.cache {
+			p.slots[id].ws, p.slots[id].stored = ws, true
+		}
 		if len(ws) > 0 {
-			p.arm(string(key), p.closeAt(&ws[0]))
+			p.arm(id, p.closeAt(&ws[0]))
 		}
 		return true
 	})
 	if err != nil {
 		return fmt.Errorf("%s: rebuild timers: %w", p.typ, err)
+	}
+	for _, key := range empty {
+		if err := p.ctx.SetCurrentKey(key); err != nil {
+			return fmt.Errorf("%s: %w", p.typ, err)
+		}
+		if err := p.windows.Clear(); err != nil {
+			return fmt.Errorf("%s: %w", p.typ, err)
+		}
 	}
 	if !p.eventTime {
 		return nil
@@ -394,65 +439,179 @@ func (p *windowProc) start() error {
 	return nil
 }
 
-// timer is an entry of the timer index.
-type timer struct {
-	at  int64
-	key string
+// ---- key slots and timers ----
+
+// slot returns the slot of key, making one if it has none.
+func (p *windowProc) slot(key []byte) int32 {
+	if id, ok := p.slotOf[bytesToString(key)]; ok {
+		return id
+	}
+	var id int32
+	if n := len(p.free); n > 0 {
+		id = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		id = int32(len(p.slots))
+		p.slots = append(p.slots, keySlot{})
+	}
+	k := string(key)
+	p.slots[id] = keySlot{key: k, kg: int32(kv.KeyGroupOf(key, p.maxKG)), used: true}
+	p.slotOf[k] = id
+	return id
 }
 
+// sweepSlots drops the slots of keys without open windows once they
+// outnumber the others (and a few thousand), and with them the keys'
+// empty values in the state: keys that come back keep theirs, keys that
+// do not cost memory only for a while.
+func (p *windowProc) sweepSlots() error {
+	idle := len(p.slots) - len(p.free) - p.armedN
+	if idle <= max(4096, p.armedN) {
+		return nil
+	}
+	for id := range p.slots {
+		s := &p.slots[id]
+		if !s.used || s.armed {
+			continue
+		}
+		if s.stored {
+			if err := p.ctx.SetCurrentKeyInGroup(stringBytes(s.key), int(s.kg)); err != nil {
+				return fmt.Errorf("%s: %w", p.typ, err)
+			}
+			if err := p.windows.Clear(); err != nil {
+				return fmt.Errorf("%s: %w", p.typ, err)
+			}
+		}
+		delete(p.slotOf, s.key)
+		*s = keySlot{}
+		p.free = append(p.free, int32(id))
+	}
+	return nil
+}
+
+// resetSlots forgets every slot and timer (after Flush cleared the state).
+func (p *windowProc) resetSlots() {
+	clear(p.slotOf)
+	p.slots, p.free, p.timers, p.armedN = p.slots[:0], p.free[:0], p.timers[:0], 0
+}
+
+// timer is an entry of the timer index: it is live if its slot is still
+// armed at the same time (re-arming earlier adds an entry, so the older
+// one is ignored when it comes up).
+type timer struct {
+	at   int64
+	slot int32
+}
+
+// timerHeap is a min-heap of timers by time, 4-ary: the children of an
+// entry share a cache line.
 type timerHeap []timer
 
-func (h timerHeap) Len() int           { return len(h) }
-func (h timerHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h timerHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *timerHeap) Push(x any)        { *h = append(*h, x.(timer)) }
-func (h *timerHeap) Pop() any {
-	old := *h
-	t := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return t
+func (h *timerHeap) push(t timer) {
+	q := append(*h, t)
+	i := len(q) - 1
+	for i > 0 {
+		up := (i - 1) / 4
+		if q[up].at <= t.at {
+			break
+		}
+		q[i] = q[up]
+		i = up
+	}
+	q[i] = t
+	*h = q
 }
 
-// arm makes sure key's windows are looked at when time reaches at. A key
-// has one live entry; a later one is not added (the earlier entry re-arms
-// when it fires).
-func (p *windowProc) arm(key string, at int64) {
-	if cur, ok := p.armed[key]; ok && cur <= at {
-		return
+// pop removes and returns the earliest timer (the heap is not empty).
+func (h *timerHeap) pop() timer {
+	q := *h
+	top := q[0]
+	n := len(q) - 1
+	t := q[n]
+	q = q[:n]
+	i := 0
+	for {
+		c := 4*i + 1
+		if c >= n {
+			break
+		}
+		m := c
+		for j := c + 1; j < min(c+4, n); j++ {
+			if q[j].at < q[m].at {
+				m = j
+			}
+		}
+		if t.at <= q[m].at {
+			break
+		}
+		q[i] = q[m]
+		i = m
 	}
-	p.armed[key] = at
-	heap.Push(&p.timers, timer{at: at, key: key})
+	if n > 0 {
+		q[i] = t
+	}
+	*h = q
+	return top
+}
+
+// arm makes sure the windows of slot id are looked at when time reaches
+// at. A key has one live entry; a later one is not added (the earlier
+// entry re-arms when it fires).
+func (p *windowProc) arm(id int32, at int64) {
+	s := &p.slots[id]
+	if s.armed {
+		if s.at <= at {
+			return
+		}
+	} else {
+		p.armedN++
+	}
+	s.armed, s.at = true, at
+	p.timers.push(timer{at: at, slot: id})
 }
 
 // closeDue emits every window whose close time is ≤ now.
 func (p *windowProc) closeDue(now int64) error {
 	for len(p.timers) > 0 && p.timers[0].at <= now {
-		t := heap.Pop(&p.timers).(timer)
-		if at, ok := p.armed[t.key]; !ok || at != t.at {
+		t := p.timers.pop()
+		s := &p.slots[t.slot]
+		if !s.armed || s.at != t.at {
 			continue // stale: the key was re-armed earlier, or closed
 		}
-		delete(p.armed, t.key)
-		key := stringBytes(t.key)
-		if err := p.ctx.SetCurrentKey(key); err != nil {
-			return fmt.Errorf("%s: %w", p.typ, err)
-		}
-		cur, _, err := p.windows.Value()
-		if err != nil {
-			return fmt.Errorf("%s: %w", p.typ, err)
+		s.armed = false
+		p.armedN--
+		key := stringBytes(s.key)
+		var cur []winState
+		if p.cache {
+			cur = s.ws
+		} else {
+			if err := p.ctx.SetCurrentKeyInGroup(key, int(s.kg)); err != nil {
+				return fmt.Errorf("%s: %w", p.typ, err)
+			}
+			var err error
+			if cur, _, err = p.windows.Value(); err != nil {
+				return fmt.Errorf("%s: %w", p.typ, err)
+			}
 		}
 		if len(cur) == 0 {
 			continue // expired (state_ttl)
 		}
 		if at := p.closeAt(&cur[0]); at > now {
-			p.arm(t.key, at) // a session grew since the timer was set
+			p.arm(t.slot, at) // a session grew since the timer was set
 			continue
 		}
-		ws := p.closeWindows(key, ownWindows(cur), now)
-		if err := p.store(ws); err != nil {
+		// The windows left are a part of cur: shared, never changed.
+		ws := p.closeWindows(key, cur, now)
+		if p.cache {
+			if err := p.ctx.SetCurrentKeyInGroup(key, int(s.kg)); err != nil {
+				return fmt.Errorf("%s: %w", p.typ, err)
+			}
+		}
+		if err := p.store(s, ws); err != nil {
 			return err
 		}
 		if len(ws) > 0 {
-			p.arm(t.key, p.closeAt(&ws[0]))
+			p.arm(t.slot, p.closeAt(&ws[0]))
 		}
 	}
 	return nil
@@ -460,32 +619,71 @@ func (p *windowProc) closeDue(now int64) error {
 
 // ---- windows of the current key ----
 
-// ownWindows returns a copy of cur that may be changed (state values are
-// never changed in place).
-func ownWindows(cur []winState) []winState {
-	ws := make([]winState, len(cur), len(cur)+2)
+// winAcc is a window and its one accumulator in one allocation (the
+// windows of most keys: one window, one aggregate).
+type winAcc struct {
+	w [1]winState
+	a [1]aggAcc
+}
+
+// ownWindows returns a copy of cur that may be changed, accumulators
+// included (state values are never changed in place), with room for one
+// more window.
+func (p *windowProc) ownWindows(cur []winState) []winState {
+	if len(cur) == 1 && len(cur[0].Acc) == 1 {
+		wa := &winAcc{w: [1]winState{cur[0]}, a: [1]aggAcc{cur[0].Acc[0]}}
+		wa.w[0].Acc = wa.a[:]
+		return wa.w[:]
+	}
+	ws := make([]winState, len(cur), len(cur)+1)
 	copy(ws, cur)
+	n := 0
+	for i := range cur {
+		n += len(cur[i].Acc)
+	}
+	accs := make([]aggAcc, n)
 	for i := range ws {
-		ws[i].Acc = ws[i].Acc.clone()
+		m := copy(accs, cur[i].Acc)
+		ws[i].Acc, accs = accs[:m:m], accs[m:]
 	}
 	return ws
 }
 
-// load returns the current key's windows, owned.
-func (p *windowProc) load() ([]winState, error) {
-	cur, _, err := p.windows.Value()
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", p.typ, err)
+// addWindow inserts a new window [start, end] holding row i at j into ws
+// (owned: changeable in place), and returns the windows, now owned. If
+// the row cannot be read, ws is left as it was.
+func (p *windowProc) addWindow(ws []winState, owned bool, j int, start, end int64, i int) ([]winState, error) {
+	if len(ws) == 0 && len(p.specs) == 1 {
+		wa := &winAcc{}
+		if err := p.reader.add(wa.a[:], i); err != nil {
+			return nil, err
+		}
+		wa.w[0] = winState{Start: start, End: end, Acc: wa.a[:]}
+		return wa.w[:], nil
 	}
-	return ownWindows(cur), nil
+	acc := make(aggRow, len(p.specs))
+	if err := p.reader.add(acc, i); err != nil {
+		return nil, err
+	}
+	if !owned {
+		ws = p.ownWindows(ws)
+	}
+	return slices.Insert(ws, j, winState{Start: start, End: end, Acc: acc}), nil
 }
 
-// store writes the current key's windows.
-func (p *windowProc) store(ws []winState) error {
+// store writes the windows of the current key, slot s's. A cached key
+// without windows keeps an empty value (until its slot is swept): a key
+// that comes back is not deleted and inserted again.
+func (p *windowProc) store(s *keySlot, ws []winState) error {
 	var err error
-	if len(ws) == 0 {
+	switch {
+	case p.cache && len(ws) == 0 && !s.stored:
+	case p.cache:
+		err = p.windows.Update(ws)
+		s.ws, s.stored = ws, true
+	case len(ws) == 0:
 		err = p.windows.Clear()
-	} else {
+	default:
 		err = p.windows.Update(ws)
 	}
 	if err != nil {
@@ -495,7 +693,8 @@ func (p *windowProc) store(ws []winState) error {
 }
 
 // closeWindows emits the windows of ws (sorted by start, so by close
-// time) that close at or before now, and returns the others.
+// time) that close at or before now, and returns the others (a part of
+// ws: closing changes no window).
 func (p *windowProc) closeWindows(key []byte, ws []winState, now int64) []winState {
 	k := 0
 	for k < len(ws) && p.closeAt(&ws[k]) <= now {
@@ -505,16 +704,17 @@ func (p *windowProc) closeWindows(key []byte, ws []winState, now int64) []winSta
 	return ws[k:]
 }
 
-// assign adds row i with event time t to the windows ws of its key, with
-// weff the watermark lateness is judged by. It returns the new windows
-// and, if the row was not added, why.
-func (p *windowProc) assign(ws []winState, i int, t, weff int64) ([]winState, string) {
+// assign adds row i with event time t to the windows ws of its key (owned
+// when they may be changed in place), with weff the watermark lateness is
+// judged by. It returns the new windows, whether they are owned and, if
+// the row was not added, why (ws unchanged).
+func (p *windowProc) assign(ws []winState, owned bool, i int, t, weff int64) ([]winState, bool, string) {
 	if p.mode == windowSession {
-		return p.assignSession(ws, i, t, weff)
+		return p.assignSession(ws, owned, i, t, weff)
 	}
 	last := floorDiv(t, p.slide) * p.slide
 	if last+p.size+p.lateness <= weff {
-		return ws, p.lateMsg(t, weff, last, last+p.size)
+		return ws, owned, p.lateMsg(t, weff, last, last+p.size)
 	}
 	// Reading the row's values fails on the first window or never: a
 	// failing row changes nothing.
@@ -524,37 +724,52 @@ func (p *windowProc) assign(ws []winState, i int, t, weff int64) ([]winState, st
 		}
 		j, found := slices.BinarySearchFunc(ws, s, func(w winState, s int64) int { return cmpInt64(w.Start, s) })
 		if found {
+			if !owned {
+				ws, owned = p.ownWindows(ws), true
+			}
 			if err := p.reader.add(ws[j].Acc, i); err != nil {
-				return ws, p.typ + ": " + err.Error()
+				return ws, owned, p.typ + ": " + err.Error()
 			}
 			continue
 		}
-		acc := make(aggRow, len(p.specs))
-		if err := p.reader.add(acc, i); err != nil {
-			return ws, p.typ + ": " + err.Error()
+		nws, err := p.addWindow(ws, owned, j, s, s+p.size, i)
+		if err != nil {
+			return ws, owned, p.typ + ": " + err.Error()
 		}
-		ws = slices.Insert(ws, j, winState{Start: s, End: s + p.size, Acc: acc})
+		ws, owned = nws, true
 	}
-	return ws, ""
+	return ws, owned, ""
 }
 
 // assignSession is assign for sessions: the row joins (and merges) the
 // open sessions within gap of t, or starts one.
-func (p *windowProc) assignSession(ws []winState, i int, t, weff int64) ([]winState, string) {
+func (p *windowProc) assignSession(ws []winState, owned bool, i int, t, weff int64) ([]winState, bool, string) {
 	// Sessions are disjoint and sorted: those that t touches are ws[lo:hi].
 	// They are open (ws holds only open sessions), so a row that touches
 	// one is never late, however far behind the watermark it is.
-	lo := sort.Search(len(ws), func(j int) bool { return ws[j].End+p.gap >= t })
-	hi := sort.Search(len(ws), func(j int) bool { return ws[j].Start-p.gap > t })
+	lo, hi := 0, len(ws)
+	if len(ws) > 1 {
+		lo = sort.Search(len(ws), func(j int) bool { return ws[j].End+p.gap >= t })
+		hi = sort.Search(len(ws), func(j int) bool { return ws[j].Start-p.gap > t })
+	} else if len(ws) == 1 && (ws[0].End+p.gap < t || ws[0].Start-p.gap > t) {
+		if ws[0].End+p.gap < t {
+			lo = 1
+		} else {
+			hi = 0
+		}
+	}
 	if lo >= hi {
 		if t+p.gap+1+p.lateness <= weff {
-			return ws, p.lateMsg(t, weff, t, t+p.gap+1)
+			return ws, owned, p.lateMsg(t, weff, t, t+p.gap+1)
 		}
-		acc := make(aggRow, len(p.specs))
-		if err := p.reader.add(acc, i); err != nil {
-			return ws, p.typ + ": " + err.Error()
+		nws, err := p.addWindow(ws, owned, lo, t, t, i)
+		if err != nil {
+			return ws, owned, p.typ + ": " + err.Error()
 		}
-		return slices.Insert(ws, lo, winState{Start: t, End: t, Acc: acc}), ""
+		return nws, true, ""
+	}
+	if !owned {
+		ws, owned = p.ownWindows(ws), true
 	}
 	merged := winState{Start: min(ws[lo].Start, t), End: max(ws[hi-1].End, t), Acc: ws[lo].Acc}
 	if hi-lo > 1 {
@@ -564,10 +779,10 @@ func (p *windowProc) assignSession(ws []winState, i int, t, weff int64) ([]winSt
 		}
 	}
 	if err := p.reader.add(merged.Acc, i); err != nil {
-		return ws, p.typ + ": " + err.Error()
+		return ws, owned, p.typ + ": " + err.Error()
 	}
 	ws[lo] = merged
-	return slices.Delete(ws, lo+1, hi), ""
+	return slices.Delete(ws, lo+1, hi), owned, ""
 }
 
 func (p *windowProc) lateMsg(t, w, start, end int64) string {
@@ -599,8 +814,9 @@ func (p *windowProc) Process(_ context.Context, b *message.Batch) ([]*message.Ba
 	now := kv.NowMillis(p.clock)
 	p.times = slices.Grow(p.times[:0], n)[:n]
 	p.marksAt = slices.Grow(p.marksAt[:0], n)[:n]
-	p.groups = p.groups[:0]
-	clear(p.groupIdx)
+	p.next = slices.Grow(p.next[:0], n)[:n]
+	p.touched = p.touched[:0]
+	p.batchNo++
 
 	// Pass 1: event time and watermark per row, rows grouped by key.
 	wm := p.wm
@@ -626,24 +842,21 @@ func (p *windowProc) Process(_ context.Context, b *message.Batch) ([]*message.Ba
 				continue
 			}
 		}
-		g, ok := p.groupIdx[bytesToString(key)]
-		if !ok {
-			g = len(p.groups)
-			if g < cap(p.groups) {
-				p.groups = p.groups[:g+1]
-				p.groups[g].key = string(key)
-				p.groups[g].rows = p.groups[g].rows[:0]
-			} else {
-				p.groups = append(p.groups, rowGroup{key: string(key)})
-			}
-			p.groupIdx[p.groups[g].key] = g
+		id := p.slot(key)
+		s := &p.slots[id]
+		if s.batch != p.batchNo {
+			s.batch, s.first = p.batchNo, int32(i)
+			p.touched = append(p.touched, id)
+		} else {
+			p.next[s.last] = int32(i)
 		}
-		p.groups[g].rows = append(p.groups[g].rows, int32(i))
+		s.last = int32(i)
+		p.next[i] = -1
 	}
 
 	// Pass 2: each key's rows, in row order.
-	for gi := range p.groups {
-		if err := p.processKey(&p.groups[gi]); err != nil {
+	for _, id := range p.touched {
+		if err := p.processKey(id); err != nil {
 			return nil, err
 		}
 	}
@@ -652,6 +865,9 @@ func (p *windowProc) Process(_ context.Context, b *message.Batch) ([]*message.Ba
 		now = wm
 	}
 	if err := p.closeDue(now); err != nil {
+		return nil, err
+	}
+	if err := p.sweepSlots(); err != nil {
 		return nil, err
 	}
 	if err := p.saveWatermark(); err != nil {
@@ -674,36 +890,46 @@ func (p *windowProc) Process(_ context.Context, b *message.Batch) ([]*message.Ba
 	return out, nil
 }
 
-// processKey applies one key's rows of the batch to its windows.
-func (p *windowProc) processKey(g *rowGroup) error {
-	key := stringBytes(g.key)
-	if err := p.ctx.SetCurrentKey(key); err != nil {
-		for _, r := range g.rows {
+// processKey applies the rows of the batch of slot id's key to its
+// windows.
+func (p *windowProc) processKey(id int32) error {
+	s := &p.slots[id]
+	key := stringBytes(s.key)
+	if err := p.ctx.SetCurrentKeyInGroup(key, int(s.kg)); err != nil {
+		for r := s.first; r >= 0; r = p.next[r] {
 			p.fails.add(int(r), p.typ+": "+err.Error())
 		}
 		return nil
 	}
 	floor := int64(math.MinInt64)
 	if p.eventTime {
-		floor = p.floors[p.ctx.KeyGroup()-p.kgs.Start]
+		floor = p.floors[int(s.kg)-p.kgs.Start]
 	}
-	ws, err := p.load()
-	if err != nil {
-		return err
+	cur := s.ws
+	if !p.cache {
+		var err error
+		if cur, _, err = p.windows.Value(); err != nil {
+			return fmt.Errorf("%s: %w", p.typ, err)
+		}
 	}
-	for _, r := range g.rows {
+	ws, owned := cur, false
+	for r := s.first; r >= 0; r = p.next[r] {
 		w := p.marksAt[r]
 		ws = p.closeWindows(key, ws, w)
 		var msg string
-		if ws, msg = p.assign(ws, int(r), p.times[r], max(w, floor)); msg != "" {
+		if ws, owned, msg = p.assign(ws, owned, int(r), p.times[r], max(w, floor)); msg != "" {
 			p.fails.add(int(r), msg)
 		}
 	}
-	if err := p.store(ws); err != nil {
-		return err
+	// Without a cache, every record stores (restarting the state's TTL);
+	// with one, only changed windows are stored.
+	if !p.cache || owned || len(ws) != len(cur) {
+		if err := p.store(s, ws); err != nil {
+			return err
+		}
 	}
 	if len(ws) > 0 {
-		p.arm(g.key, p.closeAt(&ws[0]))
+		p.arm(id, p.closeAt(&ws[0]))
 	}
 	return nil
 }
@@ -758,6 +984,9 @@ func (p *windowProc) OnTick(_ context.Context, now time.Time) ([]*message.Batch,
 	if err := p.closeDue(now.UnixMilli()); err != nil {
 		return nil, err
 	}
+	if err := p.sweepSlots(); err != nil {
+		return nil, err
+	}
 	if err := p.ctx.Flush(); err != nil {
 		return nil, fmt.Errorf("%s: %w", p.typ, err)
 	}
@@ -775,7 +1004,9 @@ func (p *windowProc) Flush(context.Context) ([]*message.Batch, error) {
 		w   winState
 	}
 	var all []open
+	var keys [][]byte // every key with a value, empty ones too
 	err := p.windows.Range(func(key []byte, ws []winState) bool {
+		keys = append(keys, key)
 		for _, w := range ws {
 			all = append(all, open{key, w})
 		}
@@ -793,22 +1024,15 @@ func (p *windowProc) Flush(context.Context) ([]*message.Batch, error) {
 	for i := range all {
 		p.emit(all[i].key, &all[i].w)
 	}
-	// Clear each key once.
-	seen := make(map[string]bool, len(all))
-	for _, o := range all {
-		if seen[string(o.key)] {
-			continue
-		}
-		seen[string(o.key)] = true
-		if err := p.ctx.SetCurrentKey(o.key); err != nil {
+	for _, key := range keys {
+		if err := p.ctx.SetCurrentKey(key); err != nil {
 			return nil, fmt.Errorf("%s: %w", p.typ, err)
 		}
 		if err := p.windows.Clear(); err != nil {
 			return nil, fmt.Errorf("%s: %w", p.typ, err)
 		}
 	}
-	p.timers = p.timers[:0]
-	clear(p.armed)
+	p.resetSlots()
 	if err := p.ctx.Flush(); err != nil {
 		return nil, fmt.Errorf("%s: %w", p.typ, err)
 	}

@@ -529,3 +529,26 @@ error_output: {type: file, path: OUT.errors}
 		}
 	}
 }
+
+func TestTimerHeapOrder(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	var h timerHeap
+	var want []int64
+	for round := 0; round < 50; round++ {
+		for range r.IntN(100) {
+			at := r.Int64N(1000)
+			h.push(timer{at: at})
+			want = append(want, at)
+		}
+		slices.Sort(want)
+		for range r.IntN(len(want) + 1) {
+			if got := h.pop().at; got != want[0] {
+				t.Fatalf("pop %d, want %d", got, want[0])
+			}
+			want = want[1:]
+		}
+		if len(h) != len(want) {
+			t.Fatalf("%d timers, want %d", len(h), len(want))
+		}
+	}
+}
