@@ -430,38 +430,37 @@ func (p *aggregate) appendCurrent() (bool, error) {
 
 // emitAll emits every key's values, sorted by key.
 func (p *aggregate) emitAll() ([]*message.Batch, error) {
-	type kc struct {
-		key   string
-		count int64
-		acc   aggAcc
-		row   aggRow
-	}
-	var all []kc
-	var err error
-	// Range hands out a copy of each key: keep it without copying again.
 	switch {
 	case p.count != nil:
-		err = p.count.Range(func(k []byte, v int64) bool { all = append(all, kc{key: bytesToString(k), count: v}); return true })
+		return emitSorted(p, p.count, func(v int64) { p.out.appendCount(v) })
 	case p.one != nil:
-		err = p.one.Range(func(k []byte, v aggAcc) bool { all = append(all, kc{key: bytesToString(k), acc: v}); return true })
+		return emitSorted(p, p.one, func(v aggAcc) {
+			p.oneBuf[0] = v
+			p.out.appendRow(p.oneBuf[:])
+		})
 	default:
-		err = p.multi.Range(func(k []byte, v aggRow) bool { all = append(all, kc{key: bytesToString(k), row: v}); return true })
+		return emitSorted(p, p.multi, func(v aggRow) { p.out.appendRow(v) })
 	}
-	if err != nil {
+}
+
+// emitSorted emits every key of st with its value, sorted by key. The
+// pairs are gathered in one slice sized from the backend's key count (a
+// word count ends with 100 k keys: growing a slice of wider entries cost
+// more than the counting).
+func emitSorted[V any](p *aggregate, st *state.ValueState[V], appendOut func(V)) ([]*message.Batch, error) {
+	type pair struct {
+		key string
+		v   V
+	}
+	all := make([]pair, 0, min(p.ctx.Backend().Stats().Keys, 1<<24))
+	// Range hands out a copy of each key: keep it without copying again.
+	if err := st.Range(func(k []byte, v V) bool { all = append(all, pair{bytesToString(k), v}); return true }); err != nil {
 		return nil, fmt.Errorf("aggregate: %w", err)
 	}
-	slices.SortFunc(all, func(a, b kc) int { return strings.Compare(a.key, b.key) })
+	slices.SortFunc(all, func(a, b pair) int { return strings.Compare(a.key, b.key) })
 	var em aggEmitter
 	for _, e := range all {
-		switch {
-		case p.count != nil:
-			p.out.appendCount(e.count)
-		case p.one != nil:
-			p.oneBuf[0] = e.acc
-			p.out.appendRow(p.oneBuf[:])
-		default:
-			p.out.appendRow(e.row)
-		}
+		appendOut(e.v)
 		em.add(p, e.key)
 	}
 	return em.finish(p), nil

@@ -141,9 +141,7 @@ func (p *split) Process(_ context.Context, b *message.Batch) ([]*message.Batch, 
 
 	rec := b.Record()
 	parents := p.parents
-	if _, ok := message.Contiguous(parents); !ok {
-		parents = append([]int32(nil), parents...)
-	}
+	copied := false
 	fields := make([]arrow.Field, 0, rec.NumCols()+1)
 	cols := make([]arrow.Array, 0, rec.NumCols()+1)
 	replaced := false
@@ -153,6 +151,11 @@ func (p *split) Process(_ context.Context, b *message.Batch) ([]*message.Batch, 
 			cols = append(cols, tokens)
 			replaced = true
 			continue
+		}
+		if _, ok := message.Contiguous(parents); !ok && !copied {
+			// The other columns are gathered by parents, which may escape
+			// into them: copy the reused slice (only when there are any).
+			parents, copied = append([]int32(nil), parents...), true
 		}
 		c, err := message.TakeColumn(rec.Column(i), parents)
 		if err != nil {
