@@ -24,11 +24,14 @@
 //     gets a delta (kv.WriteChanges) unless its chain has FullEvery (10)
 //     files or its deltas outgrow MaxDeltaRatio (0.5) of its full file,
 //     then a new full file; unchanged key groups keep their chain.
-//  4. Restore: the last checkpoint (its chain is the longest, a full file
-//     and 9 deltas) is read back from each storage — manifest, every file,
-//     SHA-256 checked — and applied with Backend.Restore to a fresh backend
-//     whose ValueState is registered first; the restored counts are checked
-//     against the expected ones.
+//  4. Restore: the backend is closed (a restarting process holds no other
+//     state; at 10 M keys a live 1 GB backend made the memory restore
+//     several times slower through GC), then the last checkpoint (when
+//     -snapshots is a multiple of 10, its chains are the longest, a full
+//     file and 9 deltas: restore_chain) is read back from each storage —
+//     manifest, every file, SHA-256 checked — and applied with
+//     Backend.Restore to a fresh backend whose ValueState is registered
+//     first; the restored counts are checked against the expected ones.
 //
 // The churn writes are split in two halves to show where the memory
 // backend's copy-on-write cost goes: the first write to a key group after a
@@ -51,6 +54,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"sort"
 	"sync"
@@ -109,27 +113,40 @@ type Result struct {
 	// ChurnWriteP50Ms is the median time of one interval's churn writes.
 	ChurnWriteP50Ms float64 `json:"churn_write_p50_ms"`
 
-	FullCkptSecs    float64 `json:"full_ckpt_local_s"`
-	IncrCkptSecs    float64 `json:"incr_ckpt_local_s"`
-	RestoreSecs     float64 `json:"restore_local_s"`
-	FullCkptS3Secs  float64 `json:"full_ckpt_s3_s,omitempty"`
-	IncrCkptS3Secs  float64 `json:"incr_ckpt_s3_s,omitempty"`
-	RestoreS3Secs   float64 `json:"restore_s3_s,omitempty"`
-	RestoreFiles    int     `json:"restore_files"`
-	RestoreBytes    int64   `json:"restore_bytes"`
-	S3              string  `json:"s3"` // the S3 endpoint, or why there was none
+	FullCkptSecs   float64 `json:"full_ckpt_local_s"`
+	IncrCkptSecs   float64 `json:"incr_ckpt_local_s"`
+	RestoreSecs    float64 `json:"restore_local_s"`
+	FullCkptS3Secs float64 `json:"full_ckpt_s3_s,omitempty"`
+	IncrCkptS3Secs float64 `json:"incr_ckpt_s3_s,omitempty"`
+	RestoreS3Secs  float64 `json:"restore_s3_s,omitempty"`
+	RestoreFiles   int     `json:"restore_files"`
+	RestoreBytes   int64   `json:"restore_bytes"`
+	// RestoreChain is the longest chain (files of one key group) of the
+	// restored checkpoint: FullEvery when -snapshots is a multiple of it.
+	RestoreChain int    `json:"restore_chain"`
+	S3           string `json:"s3"` // the S3 endpoint, or why there was none
+	// PeakHeapMB is the largest live heap measured (after a GC): after the
+	// load. (Forced GCs cost seconds at 10 M keys: there are no others.)
 	PeakHeapMB      float64 `json:"peak_heap_mb"`
 	CheckpointCount int     `json:"checkpoints"`
+	// TotalSecs is the time of the whole run; Phases splits it (load,
+	// heap, snapshots with their checkpoints, restore and check per
+	// storage), to budget the benchmark suite.
+	TotalSecs float64            `json:"total_s"`
+	Phases    map[string]float64 `json:"phases_s"`
 }
 
 func main() {
 	backend := flag.String("backend", "memory", "memory | pebble")
 	keys := flag.Int("keys", 1_000_000, "number of keys")
 	churn := flag.Float64("churn", 0.01, "fraction of keys changed between snapshots")
-	snapshots := flag.Int("snapshots", 50, "snapshots taken (the first is the full one)")
+	snapshots := flag.Int("snapshots", 50, fmt.Sprintf("snapshots taken (the first is the full one); a multiple of %d "+
+		"makes the restored (last) checkpoint's chains the longest, a full file and %d deltas; 20 is the least that "+
+		"also has a periodic full checkpoint (the 11th)", fullEvery, fullEvery-1))
 	dir := flag.String("dir", "", "scratch directory (default: a new temp dir, removed at the end)")
 	seed := flag.Uint64("seed", 42, "random seed")
 	noS3 := flag.Bool("no-s3", false, "skip S3 even when WEIR_S3_ENDPOINT is set")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
 	if *snapshots < 2 || *keys < 1 || *churn <= 0 || *churn > 1 {
 		fail("need -snapshots >= 2, -keys >= 1, 0 < -churn <= 1")
@@ -145,6 +162,13 @@ func main() {
 	must(err)
 	ctx := context.Background()
 
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		must(err)
+		must(pprof.StartCPUProfile(f))
+		defer f.Close()
+		defer pprof.StopCPUProfile()
+	}
 	res, err := run(ctx, kind, *keys, *churn, *snapshots, scratch, *seed, *noS3)
 	must(err)
 	out, err := json.Marshal(res)
@@ -174,7 +198,13 @@ func newTarget(name string, store storage.Storage) *target {
 }
 
 func run(ctx context.Context, kind state.BackendKind, n int, churn float64, snapshots int, scratch string, seed uint64, noS3 bool) (*Result, error) {
-	res := &Result{Backend: string(kind), Keys: n, KeyBytes: 8, Churn: churn, Snapshots: snapshots}
+	start := time.Now()
+	res := &Result{Backend: string(kind), Keys: n, KeyBytes: 8, Churn: churn, Snapshots: snapshots, Phases: map[string]float64{}}
+	phase := start
+	done := func(name string) {
+		res.Phases[name] += time.Since(phase).Seconds()
+		phase = time.Now()
+	}
 
 	local, err := storage.NewLocal(filepath.Join(scratch, "checkpoints"))
 	if err != nil {
@@ -215,6 +245,7 @@ func run(ctx context.Context, kind state.BackendKind, n int, churn float64, snap
 		return ms.HeapAlloc
 	}
 	heap0 := heap()
+	done("setup")
 
 	b, err := state.NewBackend(state.BackendConfig{Kind: kind, Dir: filepath.Join(scratch, "work"), MaxKeyGroups: maxKeyGroups})
 	if err != nil {
@@ -255,10 +286,12 @@ func run(ctx context.Context, kind state.BackendKind, n int, churn float64, snap
 		return nil, err
 	}
 	res.LoadSecs = time.Since(t0).Seconds()
+	done("load")
 	if kind == state.BackendMemory {
 		res.HeapPerKey = float64(heap()-heap0) / float64(n)
 	}
 	res.EstPerKey = float64(b.Stats().TotalBytes) / float64(n)
+	done("heap")
 
 	// 2 and 3. Snapshots and checkpoints.
 	var stalls, cow, writes []float64
@@ -329,9 +362,6 @@ func run(ctx context.Context, kind state.BackendKind, n int, churn float64, snap
 				incr = append(incr, wrote)
 			}
 		}
-		if id%10 == 0 {
-			heap()
-		}
 	}
 	res.CheckpointCount = snapshots
 	res.StallP50Ms, res.StallP99Ms, res.StallMaxMs = pct(stalls, 50), pct(stalls, 99), slices.Max(stalls)
@@ -347,9 +377,18 @@ func run(ctx context.Context, kind state.BackendKind, n int, churn float64, snap
 		res.FullCkptS3Secs, res.IncrCkptS3Secs = median(s3t.fullSecs), median(s3t.incrSecs)
 	}
 
+	// A process that restores holds no other state: close the backend
+	// (the memory backend drops its maps) before restoring.
+	if err := b.Close(); err != nil {
+		return nil, err
+	}
+	heap()
+	done("snapshots")
+
 	// 4. Restore the last checkpoint into a fresh backend.
 	for i, tg := range targets {
 		secs, files, size, err := restore(ctx, tg, kind, filepath.Join(scratch, fmt.Sprintf("restore-%d", i)), want)
+		done("restore_" + tg.name + "_and_check")
 		if err != nil {
 			return nil, fmt.Errorf("restore from %s: %w", tg.name, err)
 		}
@@ -359,9 +398,14 @@ func run(ctx context.Context, kind state.BackendKind, n int, churn float64, snap
 			res.RestoreSecs = secs
 		}
 		res.RestoreFiles, res.RestoreBytes = files, size
-		heap()
+		for _, op := range tg.last.Operators {
+			for _, kg := range op.KeyGroups {
+				res.RestoreChain = max(res.RestoreChain, len(kg.Files))
+			}
+		}
 	}
 	res.PeakHeapMB = float64(peak) / (1 << 20)
+	res.TotalSecs = time.Since(start).Seconds()
 	return res, nil
 }
 

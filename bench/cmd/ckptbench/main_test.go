@@ -13,7 +13,7 @@ import (
 func TestRunSmall(t *testing.T) {
 	for _, kind := range []state.BackendKind{state.BackendMemory, state.BackendPebble} {
 		t.Run(string(kind), func(t *testing.T) {
-			res, err := run(context.Background(), kind, 20_000, 0.01, 12, t.TempDir(), 1, true)
+			res, err := run(context.Background(), kind, 20_000, 0.01, 20, t.TempDir(), 1, true)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -21,9 +21,13 @@ func TestRunSmall(t *testing.T) {
 				t.Fatalf("full %d bytes, incremental %d bytes (ratio %.3f)", res.FullBytes, res.IncrBytes, res.IncrRatio)
 			}
 			// Every key group has a chain of a full file and at most
-			// fullEvery-1 deltas.
+			// fullEvery-1 deltas; after 20 snapshots (a periodic full
+			// checkpoint at the 11th) the longest has all of them.
 			if res.RestoreFiles < 128 || res.RestoreFiles > 128*fullEvery {
 				t.Fatalf("restored %d files, want 128 to %d", res.RestoreFiles, 128*fullEvery)
+			}
+			if res.RestoreChain != fullEvery {
+				t.Fatalf("longest restored chain %d files, want %d", res.RestoreChain, fullEvery)
 			}
 		})
 	}

@@ -10,6 +10,10 @@
 // occurrence to -out (acks all, linger 0). It stops once it has read -lines
 // lines and every produced record is acknowledged, and prints the number of
 // records it produced.
+//
+// With -pass it is the baseline of the Kafka → Kafka pass-through instead:
+// every record read is produced to -out as it is (key and value), nothing
+// counted.
 package main
 
 import (
@@ -32,12 +36,13 @@ func main() {
 	out := flag.String("out", "word-counts", "output topic")
 	lines := flag.Int64("lines", 0, "lines in the input: stop after reading them")
 	timeout := flag.Duration("timeout", 5*time.Minute, "give up after this long")
+	pass := flag.Bool("pass", false, "copy every record to -out as it is instead of counting words")
 	flag.Parse()
 	if *lines <= 0 {
 		fmt.Fprintln(os.Stderr, "kafkaloop: -lines must be > 0")
 		os.Exit(2)
 	}
-	n, err := loop(strings.Split(*brokers, ","), *in, *out, *lines, *timeout)
+	n, err := loop(strings.Split(*brokers, ","), *in, *out, *lines, *timeout, *pass)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "kafkaloop:", err)
 		os.Exit(1)
@@ -45,9 +50,9 @@ func main() {
 	fmt.Println(n)
 }
 
-// loop runs the consume → count → produce loop and returns the number of
-// records produced.
-func loop(brokers []string, in, out string, lines int64, timeout time.Duration) (int64, error) {
+// loop runs the consume → count → produce loop (with pass, consume →
+// produce) and returns the number of records produced.
+func loop(brokers []string, in, out string, lines int64, timeout time.Duration, pass bool) (int64, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...),
 		kgo.ConsumeTopics(in), kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
@@ -80,6 +85,11 @@ func loop(brokers []string, in, out string, lines int64, timeout time.Duration) 
 		for it := fs.RecordIter(); !it.Done(); {
 			rec := it.Next()
 			read++
+			if pass {
+				cl.Produce(ctx, &kgo.Record{Key: rec.Key, Value: rec.Value}, done)
+				produced++
+				continue
+			}
 			for _, w := range bytes.Fields(rec.Value) {
 				c := counts[string(w)] // no allocation: map lookup by converted bytes
 				if c == nil {

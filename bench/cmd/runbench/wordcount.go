@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -58,6 +59,8 @@ func (r *runner) wordCount() {
 	weirRuns := []*weirRun{
 		{m: m("weir word_count.yaml, thread_num 1, emit on_end"), config: wordCountYAML, threads: 1, emit: "on_end"},
 		{m: m("weir word_count.yaml, thread_num 2, emit on_end"), config: wordCountYAML, threads: 2, emit: "on_end"},
+		// More threads than this machine's 2 cores: users ask what it does.
+		{m: m("weir word_count.yaml, thread_num 4, emit on_end"), config: wordCountYAML, threads: 4, emit: "on_end"},
 		{m: m("weir word_count.yaml, thread_num 1, emit on_update (reference)"), config: wordCountYAML, threads: 1, emit: "on_update"},
 	}
 	// The same pipeline without checkpoints shows what they cost.
@@ -96,8 +99,8 @@ func (r *runner) wordCount() {
 		"checkpoints to the local dir every second. `emit on_end` writes each word's final count once, as the baseline does; "+
 		"`on_update` writes one line per word occurrence. Every run's final counts (for on_update the last line of each word) "+
 		"are checked against the baseline's: **identical in every run**. Times are wall clock of the whole process "+
-		"(start, final checkpoint and output included).\n\n",
-		thousands(words), thousands(countLines(text)), len(want), wordCountYAML)
+		"(start, final checkpoint and output included). `thread_num` 4 runs more workers than this machine has cores (%d).\n\n",
+		thousands(words), thousands(countLines(text)), len(want), wordCountYAML, runtime.NumCPU())
 	fmt.Fprintf(w, "| program | MB/s | words/s | time s (min–max) | peak RSS MB | checkpoints per run | ratio to baseline | ratio to `map[string]int` |\n|---|---:|---:|---:|---:|---:|---:|---:|\n")
 	row := func(mm *measure, ckpts string) {
 		md := mm.median()
@@ -111,6 +114,18 @@ func (r *runner) wordCount() {
 		row(wr.m, stat(wr.ckpts).format("%.0f"))
 	}
 	fmt.Fprintln(w)
+
+	// The plot: MB/s against thread_num of the on_end runs with
+	// checkpoints, and the baseline.
+	plotted.throughput = nil
+	for _, wr := range weirRuns {
+		if wr.config == wordCountYAML && wr.emit == "on_end" {
+			plotted.throughput = append(plotted.throughput, throughputPoint{threads: wr.threads, mbps: mbpsFigure(wr.m)})
+		}
+	}
+	plotted.baseline = mbpsFigure(basePtr)
+	writePlot()
+	embedPlot(w)
 
 	bmb := basePtr.mbps(basePtr.median().secs)
 	for _, wr := range weirRuns {
@@ -130,6 +145,12 @@ func (r *runner) wordCount() {
 	if *profile {
 		r.profileWordCount(text)
 	}
+}
+
+// mbpsFigure is the median MB/s of m's runs with the range.
+func mbpsFigure(m *measure) figure {
+	lo, hi := m.rangeSecs()
+	return figure{med: m.mbps(m.median().secs), lo: m.mbps(hi), hi: m.mbps(lo)}
 }
 
 // withoutCheckpoints writes a copy of word_count.yaml with state.enabled
