@@ -489,14 +489,8 @@ func (c *Coordinator) write(p *inflight, b *engine.Barrier) (*Manifest, error) {
 
 	var mu sync.Mutex
 	var firstErr error
-	// A snapshot is read by one goroutine at a time: encoding is serialized
-	// per snapshot, uploads run in parallel.
-	snapLocks := map[kv.Snapshot]*sync.Mutex{}
-	for _, j := range jobs {
-		if snapLocks[j.snap] == nil {
-			snapLocks[j.snap] = &sync.Mutex{}
-		}
-	}
+	// Key groups are encoded and uploaded in parallel (kv.Snapshot reads
+	// of different key groups may run concurrently).
 	sem := make(chan struct{}, c.cfg.Uploads)
 	var wg sync.WaitGroup
 	for _, j := range jobs {
@@ -505,7 +499,7 @@ func (c *Coordinator) write(p *inflight, b *engine.Barrier) (*Manifest, error) {
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			ref, wrote, err := c.writeFile(ctx, j.snap, snapLocks[j.snap], j.kg, j.full, known)
+			ref, wrote, err := c.writeFile(ctx, j.snap, j.kg, j.full, known)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -583,18 +577,16 @@ func needsFull(chain []FileRef, cfg Config) bool {
 
 // writeFile writes the full state or the changes of one key group. It
 // skips the upload when a retained checkpoint already holds the same file.
-func (c *Coordinator) writeFile(ctx context.Context, snap kv.Snapshot, snapLock *sync.Mutex, kg int, full bool, known map[string]bool) (FileRef, bool, error) {
+func (c *Coordinator) writeFile(ctx context.Context, snap kv.Snapshot, kg int, full bool, known map[string]bool) (FileRef, bool, error) {
 	var buf bytes.Buffer
 	var err error
 	kind := "delta"
-	snapLock.Lock()
 	if full {
 		kind = "full"
 		err = kv.WriteKeyGroup(&buf, snap, kg)
 	} else {
 		err = kv.WriteChanges(&buf, snap, kg)
 	}
-	snapLock.Unlock()
 	if err != nil {
 		return FileRef{}, false, err
 	}

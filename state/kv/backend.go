@@ -130,7 +130,9 @@ type Snapshot interface {
 	// Changed reports whether key group kg has changes since Base.
 	Changed(kg int) bool
 	// Entries calls fn with every live entry of key group kg (all Puts).
-	// The entry's slices are valid during the call only.
+	// The entry's slices are valid during the call only. Entries and
+	// Changes may run concurrently for different key groups (the
+	// checkpoint coordinator encodes key groups in parallel).
 	Entries(kg int, fn func(Entry) error) error
 	// Changes calls fn with the changes of key group kg since Base, in the
 	// order they must be applied: Clears, then Deletes, then Puts.

@@ -25,6 +25,7 @@ import (
 	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -704,9 +705,11 @@ func testSnapshotConsistency(t *testing.T, f Factory) {
 		must(t, v.Update(i))
 	}
 	must(t, c.Flush())
-	// The snapshot is read from another goroutine while the owner writes.
+	// The snapshot is read from other goroutines while the owner writes:
+	// one per key group at once (the checkpoint coordinator encodes key
+	// groups in parallel), reading the changes too.
 	got := make(chan map[string]string)
-	go func() { got <- dumpSnapshot(t, snap, 4) }()
+	go func() { got <- dumpSnapshotParallel(t, snap) }()
 	for i := range 50 {
 		setKey(t, c, fmt.Sprint("more", i))
 		must(t, v.Update(i))
@@ -1082,6 +1085,38 @@ func dumpSnapshot(t *testing.T, snap state.Snapshot, _ int) map[string]string {
 		if err != nil {
 			t.Error(err)
 		}
+	}
+	return out
+}
+
+// dumpSnapshotParallel is dumpSnapshot with every key group's Entries,
+// and Changes, read at the same time by its own goroutine.
+func dumpSnapshotParallel(t *testing.T, snap state.Snapshot) map[string]string {
+	rng := snap.KeyGroups()
+	parts := make([]map[string]string, rng.End-rng.Start)
+	var wg sync.WaitGroup
+	for kg := rng.Start; kg < rng.End; kg++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			part := map[string]string{}
+			err := snap.Entries(kg, func(e state.Entry) error {
+				part[rowKey(kg, e.State, e.Key, e.UserKey)] = fmt.Sprintf("%x@%d", e.Value, e.ExpiresAt)
+				return nil
+			})
+			if err == nil {
+				err = snap.Changes(kg, func(state.Entry) error { return nil })
+			}
+			if err != nil {
+				t.Error(err)
+			}
+			parts[kg-rng.Start] = part
+		}()
+	}
+	wg.Wait()
+	out := map[string]string{}
+	for _, part := range parts {
+		maps.Copy(out, part)
 	}
 	return out
 }
