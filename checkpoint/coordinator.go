@@ -186,6 +186,7 @@ func (c *Coordinator) OnBarrier(ctx context.Context, _ *engine.Stream, b *engine
 		b.Release()
 		return
 	}
+	c.log.Debug("checkpoint barrier reached the output", "checkpoint", b.ID, "after", time.Since(p.started).Round(time.Millisecond))
 	if p.final {
 		// The stream ends after this barrier: complete it here, so Run
 		// does not return before the final checkpoint is stored.
@@ -524,6 +525,7 @@ func (c *Coordinator) write(p *inflight, b *engine.Barrier) (*Manifest, error) {
 	if firstErr != nil {
 		return nil, firstErr
 	}
+	c.log.Debug("checkpoint state files written", "checkpoint", b.ID, "files", len(jobs), "after", time.Since(p.started).Round(time.Millisecond))
 	names := make([]string, 0, len(ops))
 	for name := range ops {
 		names = append(names, name)
