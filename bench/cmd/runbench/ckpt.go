@@ -14,7 +14,6 @@ type ckptConfig struct {
 	name      string // the backend as the report names it
 	keys      int
 	snapshots int
-	noS3      bool // no S3 figures even with an S3 server (10 M keys without -big)
 	// targets: the issue's targets are stated for this configuration
 	// (memory, 1 M keys); the others report the same figures.
 	targets bool
@@ -53,8 +52,8 @@ func (c *ckptRuns) has(field string) bool {
 // At 10 M keys a run of 50 takes minutes (every interval changes 100 k
 // keys, every tenth checkpoint is a full one of 217 MB, and Pebble's load
 // alone takes about 40 s), so the default suite takes 10 there, the least
-// that restores the longest chain (but without a periodic full checkpoint),
-// and no S3; -big takes 50 with S3 there too.
+// that restores the longest chain (but without a periodic full checkpoint);
+// -big takes 50 there too.
 const (
 	ckptSnapshots      = 50
 	ckptSnapshotsLarge = 10
@@ -70,7 +69,7 @@ func ckptConfigs() []ckptConfig {
 			c := ckptConfig{label: b.name + ", " + keysLabel(keys) + " keys", backend: b.backend, name: b.name,
 				keys: keys, snapshots: ckptSnapshots, targets: b.backend == "memory" && keys == 1_000_000}
 			if keys >= ckptLargeKeys && !*big {
-				c.snapshots, c.noS3 = ckptSnapshotsLarge, true
+				c.snapshots = ckptSnapshotsLarge
 			}
 			cfgs = append(cfgs, c)
 		}
@@ -91,9 +90,6 @@ func (r *runner) checkpoints() {
 			dir, err := os.MkdirTemp(r.tmp, "ckpt-")
 			must(err)
 			args := []string{"-backend", c.cfg.backend, "-keys", fmt.Sprint(c.cfg.keys), "-snapshots", fmt.Sprint(c.cfg.snapshots), "-dir", dir}
-			if c.cfg.noS3 {
-				args = append(args, "-no-s3")
-			}
 			out, rss := output(nil, r.bin("ckptbench"), args...)
 			os.RemoveAll(dir)
 			var res map[string]any
@@ -118,8 +114,8 @@ func (r *runner) checkpoints() {
 	}
 
 	w := &r.report
-	large := fmt.Sprintf("%d at %s keys, the least that restores the longest chain, and without S3, to keep `make bench` "+
-		"short; `-big` takes 50 with S3 there too", ckptSnapshotsLarge, keysLabel(ckptLargeKeys))
+	large := fmt.Sprintf("%d at %s keys, the least that restores the longest chain, to keep `make bench` "+
+		"short; `-big` takes 50 there too", ckptSnapshotsLarge, keysLabel(ckptLargeKeys))
 	if *big {
 		large = "also at " + keysLabel(ckptLargeKeys) + " keys: `-big`"
 	}
@@ -254,9 +250,7 @@ func (r *runner) checkpoints() {
 			"report (not part of the stall target)", "—", "—")
 		rl := c.num("restore_local_s").med
 		r.sum(l+": restore from local dir", fmt.Sprintf("%.2f s", rl), limit("≤ 2 s"), fmt.Sprintf("%.2f", rl/2), met(rl <= 2))
-		if s3 && c.cfg.noS3 {
-			r.sum(l+": restore from MinIO (loopback)", "not measured", limit("≤ 5 s"), "—", "only with -big at this size")
-		} else if s3 {
+		if s3 {
 			rs := c.num("restore_s3_s").med
 			r.sum(l+": restore from MinIO (loopback)", fmt.Sprintf("%.2f s", rs), limit("≤ 5 s"), fmt.Sprintf("%.2f", rs/5), met(rs <= 5))
 		} else {

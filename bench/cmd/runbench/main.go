@@ -16,8 +16,7 @@
 //     and a CPU profile of weir's run (-profile);
 //   - checkpoints of 100 k, 1 M and 10 M keys in the memory and Pebble
 //     backends (bench/cmd/ckptbench), to a local directory and, when
-//     WEIR_S3_ENDPOINT is set (bench/run.sh starts MinIO), to S3 (at 10 M
-//     keys only with -big);
+//     WEIR_S3_ENDPOINT is set (bench/run.sh starts MinIO), to S3;
 //   - Kafka → count → Kafka on an in-process kfake broker
 //     (examples/exactly_once_kafka.yaml exactly-once and at-least-once)
 //     against a plain franz-go loop (bench/cmd/kafkaloop);
@@ -44,7 +43,7 @@ var (
 	dataDir = flag.String("data", "bench/data", "generated inputs (kept between runs)")
 	sizeMB  = flag.Int("size", 50, "input size in MB (pass-through, word count)")
 	binDir  = flag.String("bin", "bin", "where binaries are built")
-	big     = flag.Bool("big", false, "checkpoint 10 M keys like the smaller sizes (50 snapshots, S3 too) instead of 10 snapshots without S3 (adds about 10 minutes)")
+	big     = flag.Bool("big", false, "checkpoint 10 M keys like the smaller sizes (50 snapshots) instead of 10 (adds about 8 minutes)")
 	profile = flag.Bool("profile", true, "profile one weir word count run and report its hot spots")
 	only    = flag.String("only", "", "comma-separated sections to run (pass, gen, wordcount, checkpoint, kafka, benthos, session, kafkabenthos); default all")
 )
