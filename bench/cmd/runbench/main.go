@@ -286,7 +286,8 @@ func commit() string {
 		return "unknown"
 	}
 	c := strings.TrimSpace(string(out))
-	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
+	// The report and plot a previous run wrote do not count as changes.
+	if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":!bench/results").Output(); err == nil && len(bytes.TrimSpace(st)) > 0 {
 		c += " (with uncommitted changes)"
 	}
 	return c
