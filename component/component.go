@@ -123,6 +123,24 @@ type Ticker interface {
 	TickInterval() time.Duration
 }
 
+// Watermarker is implemented by stateful processors driven by event time
+// (event-time windows). With thread_num > 1 the engine's keyed exchange
+// sees the whole stream: it calls Watermarks, on an instance of its own,
+// with every batch in input order, hands each row's watermark to the worker
+// the row goes to (message.Batch.Watermarks), and calls OnWatermark on
+// every worker with the batch's last watermark, so that each worker sees
+// the watermark of the whole stream, as a single worker would, and a
+// worker that receives no rows still closes its windows.
+type Watermarker interface {
+	// Watermarks sets marks[i] to the watermark after row i of b
+	// (math.MinInt64 when unknown) and returns the watermark after the
+	// batch. The instance keeps the watermark across batches.
+	Watermarks(b *message.Batch, marks []int64) (int64, error)
+	// OnWatermark advances the instance's watermark to wm (if it is
+	// ahead) and returns what that closes.
+	OnWatermark(ctx context.Context, wm int64) ([]*message.Batch, error)
+}
+
 // InputConstructor builds an input from its config.
 type InputConstructor func(conf *Config, res Resources) (Input, error)
 

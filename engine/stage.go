@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -110,6 +111,15 @@ func (s *Stream) exchangeLoop(ctx context.Context, st *stage, in <-chan *unit, w
 	idx := make([][]int32, n)
 	var kgs []uint16 // key group of each row of the batch being split
 	parts := make([][]*message.Batch, n)
+	// Event time: the exchange's instance computes the stream's watermark
+	// (component.Watermarker); each row carries it to its worker, and every
+	// worker hears when it advances.
+	var wmr component.Watermarker
+	if st.keysProc != nil {
+		wmr = st.keysProc.wmarker
+	}
+	var marks []int64
+	wm, wmSent := int64(math.MinInt64), int64(math.MinInt64)
 	send := func(w int, u *unit) bool {
 		select {
 		case workers[w] <- u:
@@ -150,6 +160,15 @@ func (s *Stream) exchangeLoop(ctx context.Context, st *stage, in <-chan *unit, w
 			for w := range idx {
 				idx[w] = idx[w][:0]
 			}
+			if wmr != nil {
+				marks = slices.Grow(marks[:0], b.NumRows())[:b.NumRows()]
+				last, err := wmr.Watermarks(b, marks)
+				if err != nil {
+					parts[0] = append(parts[0], failBatch(b, st.keysProc.name+": "+err.Error()))
+					continue
+				}
+				wm = max(wm, last)
+			}
 			kgs = slices.Grow(kgs[:0], b.NumRows())[:b.NumRows()]
 			err := st.keys.Keys(b, func(row int, key []byte) {
 				w, kg := 0, message.NoKeyGroup
@@ -180,9 +199,22 @@ func (s *Stream) exchangeLoop(ctx context.Context, st *stage, in <-chan *unit, w
 						pk[i] = kgs[r]
 					}
 					part.KeyGroups = pk
+					if wmr != nil {
+						pm := make([]int64, len(idx[w]))
+						for i, r := range idx[w] {
+							pm[i] = marks[r]
+						}
+						part.Watermarks = pm
+					}
 				}
 				parts[w] = append(parts[w], part)
 			}
+		}
+		// A watermark that advanced goes to every worker, with rows or
+		// without.
+		advanced := wm > wmSent
+		if advanced {
+			wmSent = wm
 		}
 		k := 0
 		for w := range parts {
@@ -191,17 +223,27 @@ func (s *Stream) exchangeLoop(ctx context.Context, st *stage, in <-chan *unit, w
 			}
 		}
 		if k == 0 {
-			if !send(0, &unit{kind: message.KindData, acks: acks, start: u.start}) {
+			if !send(0, &unit{kind: message.KindData, acks: acks, start: u.start, wm: wm, hasWM: advanced}) {
 				return
+			}
+			if advanced {
+				for w := 1; w < n; w++ {
+					if !send(w, &unit{kind: message.KindData, start: u.start, wm: wm, hasWM: true}) {
+						return
+					}
+				}
 			}
 			continue
 		}
 		shared := countdownAck(acks, k)
 		for w := range parts {
 			if len(parts[w]) == 0 {
+				if advanced && !send(w, &unit{kind: message.KindData, start: u.start, wm: wm, hasWM: true}) {
+					return
+				}
 				continue
 			}
-			pu := &unit{kind: message.KindData, batches: append([]*message.Batch(nil), parts[w]...), start: u.start}
+			pu := &unit{kind: message.KindData, batches: append([]*message.Batch(nil), parts[w]...), start: u.start, wm: wm, hasWM: advanced}
 			if shared != nil {
 				pu.acks = []message.AckFunc{shared}
 			}

@@ -154,6 +154,7 @@ type proc struct {
 	backend  kv.Backend
 	barrier  component.BarrierListener
 	ticker   component.Ticker
+	wmarker  component.Watermarker
 	worker   int
 	kgs      kv.KeyGroupRange
 }
@@ -331,6 +332,9 @@ func (s *Stream) buildChain(procs []*component.Config, seg [2]int, w int, kgs kv
 			if t, ok := p.(component.Ticker); ok && t.TickInterval() > 0 {
 				pr.ticker = t
 				s.noteTick(t.TickInterval())
+			}
+			if wmr, ok := p.(component.Watermarker); ok {
+				pr.wmarker = wmr
 			}
 		}
 		_, pr.holdsAcks = p.(component.AckHolder)

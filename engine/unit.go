@@ -30,6 +30,10 @@ type unit struct {
 	snaps []OperatorSnapshot
 	// err is set when a snapshot for a barrier failed.
 	err error
+	// wm is the stream's event-time watermark after this data, set by a
+	// keyed exchange whose processor is a component.Watermarker (hasWM).
+	wm    int64
+	hasWM bool
 }
 
 func (u *unit) isControl() bool { return u.kind != message.KindData }

@@ -22,6 +22,15 @@ func (s *Stream) workerLoop(ctx context.Context, chain []*proc, in <-chan *unit,
 		switch u.kind {
 		case message.KindData:
 			u.batches = s.runChain(ctx, chain, u.batches, &u.acks)
+			if u.hasWM && chain[0].wmarker != nil {
+				wm := u.wm
+				u.batches = append(u.batches, s.emitChain(ctx, chain, &u.acks, func(p *proc) ([]*message.Batch, error) {
+					if p == chain[0] {
+						return p.wmarker.OnWatermark(ctx, wm)
+					}
+					return nil, nil
+				})...)
+			}
 		case kindTick:
 			now := time.Now()
 			u.batches = s.emitChain(ctx, chain, &u.acks, func(p *proc) ([]*message.Batch, error) {

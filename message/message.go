@@ -61,6 +61,11 @@ type Batch struct {
 	// key again. Nothing else sets it; a processor's output batches do
 	// not carry it.
 	KeyGroups []uint16
+
+	// Watermarks, when not nil, holds the event-time watermark of the
+	// whole stream after each row, computed by the engine's keyed exchange
+	// (component.Watermarker); like KeyGroups, nothing else sets it.
+	Watermarks []int64
 }
 
 // NoKeyGroup marks a row of Batch.KeyGroups whose key group is not known.
@@ -166,6 +171,9 @@ func (b *Batch) Slice(i, j int) *Batch {
 	out := &Batch{rec: b.rec.NewSlice(int64(i), int64(j)), Pos: b.Pos}
 	if b.KeyGroups != nil {
 		out.KeyGroups = b.KeyGroups[i:j]
+	}
+	if b.Watermarks != nil {
+		out.Watermarks = b.Watermarks[i:j]
 	}
 	return out
 }

@@ -36,6 +36,36 @@ func TestTumblingWindowEventTime(t *testing.T) {
 	}
 }
 
+func TestWindowStreamWatermark(t *testing.T) {
+	yaml := "type: tumbling_window\nsize: 10ms\nkey: user\ntimestamp_field: ts\nmax_out_of_orderness: 5ms\n"
+	// The exchange's instance computes the stream's watermark per row.
+	x := newWindow(t, yaml, nil)
+	marks := make([]int64, 3)
+	last, err := x.Watermarks(winEvents("a@1", "b@20", "a@7"), marks)
+	if err != nil || last != 15 || !slices.Equal(marks, []int64{-4, 15, 15}) {
+		t.Fatalf("Watermarks = %d %v, %v; want 15 [-4 15 15]", last, marks, err)
+	}
+	// A worker that saw only a@1 closes a's window when the stream's
+	// watermark passes it, without a record of its own.
+	p := newWindow(t, yaml, nil)
+	if r := p.runT(t, winEvents("a@1")).ok(t); len(r.rows) != 0 {
+		t.Fatalf("emitted early: %v", r.rows)
+	}
+	out, err := p.OnWatermark(context.Background(), 15)
+	wantWindows(t, "OnWatermark", winOut(t, out, err).ok(t).rows, winRow("a", 0, 10, 1))
+	if out, err := p.OnWatermark(context.Background(), 12); err != nil || len(out) != 0 {
+		t.Fatalf("an older watermark emitted %v, %v", out, err)
+	}
+	// Rows carrying the stream's watermark are judged by it: a@3 is late
+	// at the carried 15, though this worker's own records say 9 - 5 = 4.
+	b := winEvents("a@9", "a@3")
+	b.Watermarks = []int64{15, 15}
+	r := p.runT(t, b)
+	if len(r.errs) != 2 {
+		t.Fatalf("rows behind the carried watermark: errors %v, rows %v", r.errs, r.rows)
+	}
+}
+
 func TestTumblingWindowRowOrderNotBatching(t *testing.T) {
 	// Lateness is judged by the watermark at each row, so the result does
 	// not depend on how rows are batched.

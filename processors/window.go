@@ -14,12 +14,12 @@ package processors
 //     number or an ISO 8601 / RFC 3339 time). Otherwise it is processing
 //     time: the clock of the state backend when the batch is processed.
 //   - Event-time watermark: W = (largest event time seen) −
-//     max_out_of_orderness. It is per processor instance, derived from the
-//     rows that instance sees, in row order (the engine keeps the order of
-//     each key, and routes all rows of a key to one instance). With
-//     thread_num > 1 an instance sees fewer rows, so its watermark is never
-//     ahead of the one a single instance would have: a record that is not
-//     late with thread_num 1 is not late with more workers either.
+//     max_out_of_orderness, after each row, in row order. With
+//     thread_num > 1 the engine's keyed exchange computes it over the
+//     whole stream on an instance of its own (Watermarks), each row
+//     carries it to its worker (Batch.Watermarks), and every worker hears
+//     when it advances (OnWatermark): each record is judged, and each
+//     window closed, as with one instance, whatever thread_num is.
 //   - A window is [start, end) for tumbling and sliding windows (aligned to
 //     the Unix epoch: start is a multiple of slide). A session of a key
 //     holds events whose gaps are at most `gap`: an event at t joins every
@@ -829,6 +829,10 @@ func (p *windowProc) Process(_ context.Context, b *message.Batch) ([]*message.Ba
 				continue
 			}
 			wm = max(wm, t-p.ooo)
+			if b.Watermarks != nil {
+				// The stream's watermark, from the keyed exchange.
+				wm = max(wm, b.Watermarks[i])
+			}
 			p.marksAt[i] = wm
 		} else {
 			p.marksAt[i] = now
@@ -970,6 +974,58 @@ func keyGroupKeys(maxKG int, r kv.KeyGroupRange) [][]byte {
 		}
 	}
 	return keys
+}
+
+// Watermarks implements component.Watermarker on the keyed exchange's
+// instance: the watermark after each row of the stream (event time only).
+func (p *windowProc) Watermarks(b *message.Batch, marks []int64) (int64, error) {
+	if !p.eventTime {
+		for i := range marks {
+			marks[i] = math.MinInt64
+		}
+		return math.MinInt64, nil
+	}
+	if err := p.ts.bind(b); err != nil {
+		return 0, err
+	}
+	wm := p.wm
+	for i := range marks {
+		if t, err := p.ts.at(i); err == nil { // a bad row fails in its worker
+			wm = max(wm, t-p.ooo)
+		}
+		marks[i] = wm
+	}
+	p.wm = wm
+	return wm, nil
+}
+
+// OnWatermark implements component.Watermarker on a worker's instance: the
+// stream's watermark advanced (maybe through rows of other workers only),
+// so windows it passes close.
+func (p *windowProc) OnWatermark(_ context.Context, wm int64) ([]*message.Batch, error) {
+	if !p.eventTime {
+		return nil, nil
+	}
+	if err := p.start(); err != nil { // restores the watermark first
+		return nil, err
+	}
+	if wm <= p.wm {
+		return nil, nil
+	}
+	p.wm = wm
+	if err := p.closeDue(p.wm); err != nil {
+		return nil, err
+	}
+	if err := p.sweepSlots(); err != nil {
+		return nil, err
+	}
+	if err := p.saveWatermark(); err != nil {
+		return nil, err
+	}
+	if err := p.ctx.Flush(); err != nil {
+		return nil, fmt.Errorf("%s: %w", p.typ, err)
+	}
+	return p.takeOutput(), nil
 }
 
 // OnTick implements component.Ticker: processing-time windows whose end

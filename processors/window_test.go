@@ -411,6 +411,14 @@ func TestWindowPebbleBackend(t *testing.T) {
 // completed checkpoint barrier triggers the next one.
 func windowStream(t *testing.T, body, input string) []string {
 	t.Helper()
+	rows, _ := windowStreamErrors(t, body, input)
+	return rows
+}
+
+// windowStreamErrors is windowStream that also returns the lines of the
+// error output (OUT.errors), if the config has one.
+func windowStreamErrors(t *testing.T, body, input string) (rows, errs []string) {
+	t.Helper()
 	dir := t.TempDir()
 	in, out := filepath.Join(dir, "in.ndjson"), filepath.Join(dir, "out.ndjson")
 	if err := os.WriteFile(in, []byte(input), 0o644); err != nil {
@@ -445,7 +453,15 @@ func windowStream(t *testing.T, body, input string) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	rows = strings.Split(strings.TrimSuffix(string(data), "\n"), "\n")
+	if data, err = os.ReadFile(out + ".errors"); err == nil {
+		for _, l := range strings.Split(string(data), "\n") {
+			if l != "" {
+				errs = append(errs, l)
+			}
+		}
+	}
+	return rows, errs
 }
 
 // disorderedEvents returns NDJSON events {"user","ts"} of users, each with
@@ -526,6 +542,48 @@ error_output: {type: file, path: OUT.errors}
 		}
 		if !slices.Equal(sets[0], sets[1]) {
 			t.Fatalf("%s: thread_num 1 and 4 made different windows (%d and %d)", c.proc, len(sets[0]), len(sets[1]))
+		}
+	}
+}
+
+func TestWindowsLateRecordsIndependentOfThreads(t *testing.T) {
+	// Disorder beyond max_out_of_orderness makes late records. With
+	// thread_num > 1 the keyed exchange hands every worker the watermark of
+	// the whole stream (component.Watermarker), so each record is late, or
+	// not, exactly as with one worker: windows and late records are the
+	// same for every thread_num. (With per-worker watermarks a worker whose
+	// keys lag would accept records one worker rejects, and a worker that
+	// stops receiving records would keep its windows open.)
+	input, n := disorderedEvents(5, 40, 900)
+	for _, proc := range []string{
+		"{type: tumbling_window, size: 1s}",
+		"{type: session_window, gap: 250ms}",
+	} {
+		var outs, errs [][]string
+		for _, threads := range []int{1, 3} {
+			body := fmt.Sprintf(`
+input: {type: file, path: IN, format: ndjson, batch_size: 16}
+pipeline:
+  thread_num: %d
+  processors:
+    - {type: json_to_arrow, fields: [user, ts]}
+    - %s
+output: {type: file, path: OUT, format: ndjson}
+error_output: {type: file, path: OUT.errors, format: ndjson}
+`, threads, strings.Replace(proc, "}", ", key: user, timestamp_field: ts, max_out_of_orderness: 200ms, key_column: user}", 1))
+			rows, late := windowStreamErrors(t, body, input)
+			slices.Sort(rows)
+			slices.Sort(late)
+			outs, errs = append(outs, rows), append(errs, late)
+		}
+		if len(errs[0]) == 0 || len(errs[0]) >= n/2 {
+			t.Fatalf("%s: %d late records of %d: the input should make some", proc, len(errs[0]), n)
+		}
+		if !slices.Equal(errs[0], errs[1]) {
+			t.Fatalf("%s: thread_num 1 and 3 found different late records (%d and %d)", proc, len(errs[0]), len(errs[1]))
+		}
+		if !slices.Equal(outs[0], outs[1]) {
+			t.Fatalf("%s: thread_num 1 and 3 made different windows (%d and %d)", proc, len(outs[0]), len(outs[1]))
 		}
 	}
 }
