@@ -63,6 +63,7 @@ type Log struct {
 	dir  string
 	opts Options
 	log  *slog.Logger
+	lock *os.File // holds the directory's lock until Close
 
 	mu         sync.Mutex    // guards the fields below
 	f          *os.File      // the last segment, open for appending; nil after a failed rotation
@@ -103,12 +104,23 @@ func open(dir string, opts Options, beforeSync func()) (*Log, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("txn: %w", err)
 	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("txn: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok && lock != nil {
+			_ = lock.Close()
+		}
+	}()
 	segs, err := listSegments(dir)
 	if err != nil {
 		return nil, fmt.Errorf("txn: %w", err)
 	}
 	l := &Log{
 		dir:        dir,
+		lock:       lock,
 		opts:       opts,
 		log:        opts.Logger,
 		synced:     make(chan struct{}),
@@ -144,6 +156,7 @@ func open(dir string, opts Options, beforeSync func()) (*Log, error) {
 		l.wg.Add(1)
 		go l.periodicLoop()
 	}
+	ok = true
 	return l, nil
 }
 
@@ -596,6 +609,7 @@ func (l *Log) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.f == nil {
+		l.unlock()
 		return fmt.Errorf("txn: close: %w", l.err)
 	}
 	var err error
@@ -612,5 +626,13 @@ func (l *Log) Close() error {
 		err = fmt.Errorf("txn: close: %w", cerr)
 	}
 	l.f = nil
+	l.unlock()
 	return err
+}
+
+func (l *Log) unlock() {
+	if l.lock != nil {
+		_ = l.lock.Close()
+		l.lock = nil
+	}
 }

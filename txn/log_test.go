@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -550,5 +551,26 @@ func TestRandomAgainstReference(t *testing.T) {
 	}
 	if got := readAll(t, l, uint64(truncated)); !equalEntries(got, ref[truncated:]) {
 		t.Fatal("final read differs")
+	}
+}
+
+func TestOpenLocksTheDirectory(t *testing.T) {
+	dir := t.TempDir()
+	l, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(dir, Options{}); err == nil || !strings.Contains(err.Error(), "in use by another transaction log") {
+		t.Fatalf("second Open of %s: %v, want an in-use error", dir, err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l2, err := Open(dir, Options{})
+	if err != nil {
+		t.Fatalf("Open after Close: %v", err)
+	}
+	if err := l2.Close(); err != nil {
+		t.Fatal(err)
 	}
 }
