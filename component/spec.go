@@ -90,9 +90,18 @@ type Spec struct {
 	Example string
 	// CheckCheckpoints, when set, validates the component's config against
 	// the checkpoint settings (state.enabled is true): the Kafka output's
-	// transaction timeout must outlast a checkpoint. Its error is a config
-	// error.
-	CheckCheckpoints func(conf *Config, interval, timeout time.Duration) error
+	// transaction timeout must outlast a checkpoint, and its pending
+	// transactions bound tolerable_failed_checkpoints. Its error is a
+	// config error.
+	CheckCheckpoints func(conf *Config, cp CheckpointSettings) error
+}
+
+// CheckpointSettings are the state settings Spec.CheckCheckpoints checks a
+// component against.
+type CheckpointSettings struct {
+	Interval, Timeout time.Duration
+	// TolerableFailures is state.tolerable_failed_checkpoints.
+	TolerableFailures int
 }
 
 // Field returns the named field, or nil.

@@ -69,8 +69,11 @@ func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Ro
 		return nil, v.errs
 	}
 	if root.State.Enabled {
-		interval := time.Duration(root.State.CheckpointIntervalMs) * time.Millisecond
-		timeout := time.Duration(root.State.CheckpointTimeoutMs) * time.Millisecond
+		cp := component.CheckpointSettings{
+			Interval:          time.Duration(root.State.CheckpointIntervalMs) * time.Millisecond,
+			Timeout:           time.Duration(root.State.CheckpointTimeoutMs) * time.Millisecond,
+			TolerableFailures: root.State.TolerableFailedCheckpoints,
+		}
 		for _, st := range root.Streams {
 			for _, c := range []*component.Config{st.Output, st.ErrorOutput} {
 				if c == nil {
@@ -80,7 +83,7 @@ func Parse(file string, data []byte, lookupEnv func(string) (string, bool)) (*Ro
 				if reg == nil || reg.Spec.CheckCheckpoints == nil {
 					continue
 				}
-				if err := reg.Spec.CheckCheckpoints(c, interval, timeout); err != nil {
+				if err := reg.Spec.CheckCheckpoints(c, cp); err != nil {
 					var fe *component.FieldError
 					if errors.As(err, &fe) {
 						v.errs = append(v.errs, fe)

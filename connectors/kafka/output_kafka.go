@@ -246,10 +246,16 @@ const restartTime = 60 * time.Second
 // transaction to the next one, so the transaction ages further; a
 // PreCommit whose oldest transaction is too close to the timeout fails the
 // stream (ErrCheckpointsFailing), which restarts from its last checkpoint.
-func CheckTransactionTimeout(outputConf *component.Config, checkpointInterval, checkpointTimeout time.Duration) error {
+func CheckTransactionTimeout(outputConf *component.Config, cp component.CheckpointSettings) error {
 	if outputConf == nil || outputConf.Type != "kafka" || !outputConf.Bool(outFieldExactlyOnce) {
 		return nil
 	}
+	if max := maxPendingTxns - 2; cp.TolerableFailures > max {
+		return outputConf.Errorf(outFieldExactlyOnce,
+			"exactly_once keeps at most %d transactions open for checkpoints that failed in a row, "+
+				"so state.tolerable_failed_checkpoints must be at most %d, got %d", maxPendingTxns, max, cp.TolerableFailures)
+	}
+	checkpointInterval, checkpointTimeout := cp.Interval, cp.Timeout
 	timeout := defaultTxnTimeout
 	if outputConf.Has(outFieldTxnTimeout) {
 		timeout = outputConf.Duration(outFieldTxnTimeout)

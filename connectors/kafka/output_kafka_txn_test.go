@@ -963,10 +963,25 @@ func TestExactlyOnceConfig(t *testing.T) {
 	} {
 		cfg := conf(c.vals)
 		cfg.Type = c.typ
-		err := CheckTransactionTimeout(cfg, c.interval, c.timeout)
+		err := CheckTransactionTimeout(cfg, component.CheckpointSettings{Interval: c.interval, Timeout: c.timeout, TolerableFailures: 3})
 		if (err != nil) != c.wantErr || err != nil && !strings.Contains(err.Error(), "streams[0].output.transactional_timeout:") {
 			t.Errorf("%v, interval %v, timeout %v: %v", c.vals, c.interval, c.timeout, err)
 		}
+	}
+}
+
+// tolerable_failed_checkpoints above what the pending transactions allow
+// is a config error.
+func TestCheckTolerableFailures(t *testing.T) {
+	cfg := component.NewConfig("test.yaml", "streams[0].output", 3, "kafka", map[string]any{"exactly_once": true}, nil)
+	ok := component.CheckpointSettings{Interval: time.Second, Timeout: time.Second, TolerableFailures: maxPendingTxns - 2}
+	if err := CheckTransactionTimeout(cfg, ok); err != nil {
+		t.Fatalf("%d tolerable failures: %v", ok.TolerableFailures, err)
+	}
+	ok.TolerableFailures++
+	err := CheckTransactionTimeout(cfg, ok)
+	if err == nil || !strings.Contains(err.Error(), "tolerable_failed_checkpoints must be at most 14, got 15") {
+		t.Fatalf("%d tolerable failures: %v", ok.TolerableFailures, err)
 	}
 }
 
