@@ -31,7 +31,8 @@ type ckptPoint struct {
 // fill it in and redraw the plot after each.
 type plotData struct {
 	throughput []throughputPoint
-	baseline   figure // the hand-written word count's MB/s
+	baseline   figure // the hand-written word count's MB/s (map[string]*int)
+	plainMap   figure // the plain map[string]int word count's MB/s
 	ckpts      []ckptPoint
 }
 
@@ -129,6 +130,7 @@ var (
 	blue   = color.RGBA{R: 31, G: 119, B: 180, A: 255}
 	orange = color.RGBA{R: 255, G: 127, B: 14, A: 255}
 	gray   = color.RGBA{R: 90, G: 90, B: 90, A: 255}
+	green  = color.RGBA{R: 44, G: 160, B: 44, A: 255}
 )
 
 // errPoints are medians with min–max error bars.
@@ -185,6 +187,12 @@ func throughputPanel(d plotData) (*plot.Plot, error) {
 			return nil, err
 		}
 		if err := hline(d.baseline.med/2, gray, []vg.Length{vg.Points(2), vg.Points(2)}, "target: 0.5 × baseline"); err != nil {
+			return nil, err
+		}
+	}
+	if d.plainMap.med > 0 {
+		if err := hline(d.plainMap.med, green, []vg.Length{vg.Points(6), vg.Points(3)},
+			"hand-written, map[string]int (counts[string(w)]++)"); err != nil {
 			return nil, err
 		}
 	}

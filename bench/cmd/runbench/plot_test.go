@@ -20,6 +20,7 @@ func TestDrawPlot(t *testing.T) {
 			{threads: 4, mbps: figure{med: 46, lo: 41, hi: 50}},
 		},
 		baseline: figure{med: 105, lo: 98, hi: 110},
+		plainMap: figure{med: 60, lo: 58, hi: 62},
 		ckpts: []ckptPoint{
 			{backend: "memory", keys: 100_000, full: 2.2e6, incr: 2.3e4},
 			{backend: "memory", keys: 1_000_000, full: 21.7e6, incr: 2.2e5},
@@ -40,6 +41,7 @@ func TestDrawPlot(t *testing.T) {
 		"weir word_count.yaml, emit on_end (median, min–max)",
 		"hand-written Go word count, 1 thread (baseline)",
 		"target: 0.5 × baseline",
+		"hand-written, map[string]int (counts[string(w)]++)",
 		"Checkpoint size vs state size",
 		"full, memory", "full, Pebble",
 		"incremental (1 % of keys changed), memory", "incremental (1 % of keys changed), Pebble",

@@ -124,6 +124,7 @@ func (r *runner) wordCount() {
 		}
 	}
 	plotted.baseline = mbpsFigure(basePtr)
+	plotted.plainMap = mbpsFigure(baseInt)
 	writePlot()
 	embedPlot(w)
 
