@@ -106,6 +106,8 @@ type Coordinator struct {
 	hooks  Hooks
 
 	mu sync.Mutex
+	// cleared is signalled (under mu) whenever pending becomes nil.
+	cleared sync.Cond
 	// guarded by mu:
 	nextID        uint64
 	pending       *inflight
@@ -150,7 +152,7 @@ func New(cfg Config, store storage.Storage, stream *engine.Stream, m *metrics.Re
 	if m == nil {
 		m = metrics.New()
 	}
-	return &Coordinator{
+	c := &Coordinator{
 		cfg:    cfg,
 		store:  store,
 		root:   cfg.Pipeline + "/" + cfg.Stream + "/",
@@ -162,7 +164,9 @@ func New(cfg Config, store storage.Storage, stream *engine.Stream, m *metrics.Re
 		chains: map[string]map[int][]FileRef{},
 		kick:   make(chan struct{}, 1),
 		work:   make(chan *engine.Barrier, 1),
-	}, nil
+	}
+	c.cleared.L = &c.mu
+	return c, nil
 }
 
 // Root returns the stream's prefix in the storage.
@@ -204,9 +208,7 @@ func (c *Coordinator) FinalCheckpoint(*engine.Stream) uint64 {
 	// A completed checkpoint still committing and cleaning up must finish
 	// first: its cleanup must not race with the final checkpoint's files.
 	for c.pending != nil && c.pending.completed {
-		c.mu.Unlock()
-		time.Sleep(5 * time.Millisecond)
-		c.mu.Lock()
+		c.cleared.Wait()
 	}
 	if p := c.pending; p != nil && !p.completed {
 		// A barrier that has not reached the sink will not any more: the
@@ -286,6 +288,7 @@ func (c *Coordinator) Run(ctx context.Context) error {
 			} else {
 				// The source is busy or stopped: try again on the next tick.
 				c.pending = nil
+				c.cleared.Broadcast()
 				c.nextID--
 				p.cancel()
 				c.waiters = append(p.waiters, c.waiters...)
@@ -309,6 +312,7 @@ func (c *Coordinator) startLocked(ctx context.Context) *inflight {
 func (c *Coordinator) abortLocked(p *inflight, err error, counted bool) {
 	if c.pending == p {
 		c.pending = nil
+		c.cleared.Broadcast()
 	}
 	p.cancel()
 	c.lastEnd = time.Now()
@@ -438,6 +442,7 @@ func (c *Coordinator) complete(p *inflight, b *engine.Barrier) {
 	c.mu.Lock()
 	if c.pending == p {
 		c.pending = nil
+		c.cleared.Broadcast()
 	}
 	c.lastEnd = time.Now()
 	c.mu.Unlock()
