@@ -107,6 +107,7 @@ type table interface {
 	apply(gi int, e kv.Entry) error
 	cleanup(ctx context.Context, now int64) (int, error)
 	entries() int64
+	keepOwned(from, to uint32)
 }
 
 // Config returns the backend's configuration.
@@ -175,6 +176,11 @@ func (b *Backend) Restore(r io.Reader) error {
 	b.baseEpoch = b.epoch
 	b.confirmed = 0
 	b.epoch++
+	// No snapshot shares the maps this epoch owned: they stay owned, or
+	// the next file of a key group's chain would copy the whole group.
+	for _, t := range b.tables {
+		t.keepOwned(b.epoch-1, b.epoch)
+	}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package memory
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"reflect"
@@ -116,5 +117,77 @@ func TestExpiryQueueOneItemPerCell(t *testing.T) {
 	n, err := b.CleanupExpired(context.Background())
 	if err != nil || n != 0 {
 		t.Fatalf("CleanupExpired found %d more, %v", n, err)
+	}
+}
+
+// TestRestoreChainDoesNotCopy: restoring a key group's chain (a full file,
+// then deltas) applies each file to the same map; only a snapshot makes
+// the next write copy it.
+func TestRestoreChainDoesNotCopy(t *testing.T) {
+	src, err := New(kv.Config{MaxKeyGroups: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := TableOf[int](src, "t", intOps{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var files [][]byte
+	for round := range 3 {
+		for i := range 50 {
+			st.Store(0, []byte(fmt.Sprint(i)), round*100+i, 0, nil, 0, 0)
+		}
+		snap, err := src.Snapshot()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var buf bytes.Buffer
+		if round == 0 {
+			err = kv.WriteKeyGroup(&buf, snap, 0)
+		} else {
+			err = kv.WriteChanges(&buf, snap, 0)
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, buf.Bytes())
+		src.ConfirmSnapshot(snap.Seq())
+		snap.Release()
+	}
+
+	b, err := New(kv.Config{MaxKeyGroups: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var maps []uintptr
+	for _, f := range files {
+		if err := b.Restore(bytes.NewReader(f)); err != nil {
+			t.Fatal(err)
+		}
+		tb, err := TableOf[int](b, "t", intOps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps = append(maps, mapPtr(tb.groups[0].m))
+		if c := tb.Peek(0, []byte("7")); c == nil {
+			t.Fatal("key 7 not restored")
+		}
+	}
+	tb, _ := TableOf[int](b, "t", intOps{})
+	if c := tb.Peek(0, []byte("7")); c == nil || c.V != 207 {
+		t.Fatalf("restored 7 = %v, want 207", c)
+	}
+	if maps[1] != maps[0] || maps[2] != maps[0] {
+		t.Fatalf("the group's map was copied while restoring its chain: %v", maps)
+	}
+	// After a snapshot the next write copies it, as always.
+	snap, err := b.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snap.Release()
+	tb.Store(0, []byte("7"), 1, 0, nil, 0, 0)
+	if mapPtr(tb.groups[0].m) == maps[0] {
+		t.Fatal("a write after a snapshot did not copy the frozen map")
 	}
 }

@@ -380,6 +380,16 @@ func (t *Table[T]) own(g *group[T]) {
 	g.lastMod = e
 }
 
+// keepOwned marks the group maps owned in epoch from as owned in epoch to
+// (the epoch moved on without a snapshot freezing them).
+func (t *Table[T]) keepOwned(from, to uint32) {
+	for i := range t.groups {
+		if t.groups[i].owned == from {
+			t.groups[i].owned = to
+		}
+	}
+}
+
 // ClearGroup deletes every key of group gi.
 func (t *Table[T]) ClearGroup(gi int) {
 	g := &t.groups[gi]
