@@ -100,8 +100,11 @@ type Backend struct {
 	lastSeq uint64 // seq of the last snapshot
 	conf    uint64 // reported Base: last confirmed seq since the last restore
 	cur     map[int]*dirtyGroup
-	segs    []dirtySeg // frozen change sets not yet covered by a confirmed snapshot
-	sweep   sweeper
+	// restoring is set while Restore applies a file: its rows are the
+	// base, so they are not marked as changes.
+	restoring bool
+	segs      []dirtySeg // frozen change sets not yet covered by a confirmed snapshot
+	sweep     sweeper
 
 	snapMu sync.Mutex
 	snaps  map[*snapshot]struct{}
@@ -527,6 +530,9 @@ func (b *Backend) dirtyGroup(kg int) *dirtyGroup {
 }
 
 func (b *Backend) markDirty(kg int, k []byte, prefix bool) {
+	if b.restoring {
+		return // restored rows are the base, not changes
+	}
 	g := b.dirtyGroup(kg)
 	if old, ok := g.keys[string(k)]; ok && (old || !prefix) {
 		return
@@ -535,6 +541,9 @@ func (b *Backend) markDirty(kg int, k []byte, prefix bool) {
 }
 
 func (b *Backend) markCleared(kg int, name string) {
+	if b.restoring {
+		return
+	}
 	g := b.dirtyGroup(kg)
 	if g.cleared == nil {
 		g.cleared = make(map[string]struct{})
@@ -638,7 +647,10 @@ func (b *Backend) Restore(r io.Reader) error {
 		return kv.NewError("restore", "", kv.ErrClosed)
 	}
 	a := &applier{b: b}
-	if err := kv.ApplyFile(r, b.opts.Config, b.now(), a); err != nil {
+	b.restoring = true
+	err := kv.ApplyFile(r, b.opts.Config, b.now(), a)
+	b.restoring = false
+	if err != nil {
 		return kv.NewError("restore", "", err)
 	}
 	if err := b.Flush(); err != nil {
