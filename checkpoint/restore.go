@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"sync"
 	"time"
 
 	"github.com/weir-stream/weir/component"
@@ -221,22 +222,36 @@ func (c *Coordinator) Restore(ctx context.Context, id uint64, fresh bool) (*Mani
 func (c *Coordinator) apply(m *Manifest, files map[string][]byte) error {
 	instances := c.stream.StatefulInstances()
 	have := map[string]bool{}
-	for _, inst := range instances {
+	// Each instance has a backend of its own, and nothing runs yet: the
+	// instances (thread_num workers of each stateful processor) restore in
+	// parallel, each its key groups in order.
+	errs := make([]error, len(instances))
+	var wg sync.WaitGroup
+	for i, inst := range instances {
 		have[inst.Operator] = true
 		op := m.Operator(inst.Operator)
 		if op == nil {
 			continue
 		}
-		for _, kg := range op.KeyGroups {
-			if !inst.KeyGroups.Contains(kg.KeyGroup) {
-				continue
-			}
-			for _, f := range kg.Files {
-				if err := inst.Backend.Restore(bytes.NewReader(files[f.Name])); err != nil {
-					return fmt.Errorf("%s key group %d file %s: %w", inst.Operator, kg.KeyGroup, f.Name, err)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for _, kg := range op.KeyGroups {
+				if !inst.KeyGroups.Contains(kg.KeyGroup) {
+					continue
+				}
+				for _, f := range kg.Files {
+					if err := inst.Backend.Restore(bytes.NewReader(files[f.Name])); err != nil {
+						errs[i] = fmt.Errorf("%s key group %d file %s: %w", inst.Operator, kg.KeyGroup, f.Name, err)
+						return
+					}
 				}
 			}
-		}
+		}()
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	for _, op := range m.Operators {
 		if !have[op.Name] {
