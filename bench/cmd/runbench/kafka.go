@@ -252,16 +252,23 @@ func parseCount(key, v []byte) (word []byte, count int, ok bool) {
 	return key, n, true
 }
 
-// runKafka starts cmd (through peakrss) and reads topic until it holds
-// words records; then, if signal, stops the program with SIGTERM, and waits
-// for it to exit. The sample's time runs from the start to the last record
-// read; its RSS is the program's.
+// runKafka is runKafkaRecords collecting the word counts of the output.
 func runKafka(brokers []string, topic string, want map[string]int, words int64, env, cmd []string, signal bool) (sample, *kafkaOutput) {
+	out := newKafkaOutput(want)
+	s := runKafkaRecords(brokers, topic, words, env, cmd, signal, func(r *kgo.Record) { out.add(r.Key, r.Value) })
+	return s, out
+}
+
+// runKafkaRecords starts cmd (through peakrss) and reads topic, passing
+// each record to add, until it holds want records; then, if signal, stops
+// the program with SIGTERM, and waits for it to exit. The sample's time
+// runs from the start to the last record read; its RSS is the program's.
+func runKafkaRecords(brokers []string, topic string, want int64, env, cmd []string, signal bool, add func(*kgo.Record)) sample {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
 	must(err)
 	defer cl.Close()
-	out := newKafkaOutput(want)
+	var records int64
 	poll := func(d time.Duration) int {
 		ctx, cancel := context.WithTimeout(context.Background(), d)
 		defer cancel()
@@ -273,9 +280,10 @@ func runKafka(brokers []string, topic string, want map[string]int, words int64, 
 		}
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) {
-			out.add(r.Key, r.Value)
+			add(r)
 			n++
 		})
+		records += int64(n)
 		return n
 	}
 
@@ -286,21 +294,18 @@ func runKafka(brokers []string, topic string, want map[string]int, words int64, 
 	var stderr bytes.Buffer
 	c := exec.Command(rssWrapper, append([]string{rss.Name()}, cmd...)...)
 	c.Env = append(os.Environ(), env...)
-	c.Stderr = &stderr
-	if !signal {
-		c.Stdout = &stderr
-	}
+	c.Stdout, c.Stderr = &stderr, &stderr
 	t0 := time.Now()
 	must(c.Start())
 	exited := make(chan error, 1)
 	go func() { exited <- c.Wait() }()
 	var last time.Time
 	deadline := t0.Add(kafkaRunTimeout)
-	for out.records < words {
+	for records < want {
 		if time.Now().After(deadline) {
 			killTree(c.Process.Pid)
 			<-exited
-			fail("kafka: %s: after %v the output holds %d of %d records:\n%s", cmd[0], kafkaRunTimeout, out.records, words, tail(stderr.String(), 4000))
+			fail("kafka: %s: after %v the output holds %d of %d records:\n%s", cmd[0], kafkaRunTimeout, records, want, tail(stderr.String(), 4000))
 		}
 		select {
 		case err := <-exited:
@@ -310,12 +315,12 @@ func runKafka(brokers []string, topic string, want map[string]int, words int64, 
 				for poll(2*time.Second) > 0 {
 					last = time.Now()
 				}
-				if out.records < words {
-					fail("kafka: %s exited with %d of %d records in the output:\n%s", cmd[0], out.records, words, tail(stderr.String(), 4000))
+				if records < want {
+					fail("kafka: %s exited with %d of %d records in the output:\n%s", cmd[0], records, want, tail(stderr.String(), 4000))
 				}
 				continue
 			}
-			fail("kafka: %s exited (%v) with %d of %d records in the output:\n%s", cmd[0], err, out.records, words, tail(stderr.String(), 4000))
+			fail("kafka: %s exited (%v) with %d of %d records in the output:\n%s", cmd[0], err, records, want, tail(stderr.String(), 4000))
 		default:
 		}
 		if poll(200*time.Millisecond) > 0 {
@@ -340,7 +345,7 @@ func runKafka(brokers []string, topic string, want map[string]int, words int64, 
 		<-exited
 		fail("kafka: %s did not exit within a minute of SIGTERM:\n%s", cmd[0], tail(stderr.String(), 4000))
 	}
-	// Anything committed at shutdown (there should be nothing more).
+	// Anything written at shutdown (duplicates, if any).
 	for poll(500*time.Millisecond) > 0 {
 	}
 	data, err := os.ReadFile(rss.Name())
@@ -350,7 +355,7 @@ func runKafka(brokers []string, topic string, want map[string]int, words int64, 
 	if _, err := fmt.Sscanf(string(data), "%f %d", &wall, &kb); err != nil {
 		fail("peakrss report %q: %v", data, err)
 	}
-	return sample{secs: secs, rssMB: float64(kb) / 1024}, out
+	return sample{secs: secs, rssMB: float64(kb) / 1024}
 }
 
 // childOf returns the pid of a child process of pid (peakrss has one), or 0.

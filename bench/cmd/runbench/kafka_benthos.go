@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -409,104 +408,4 @@ func (o *passOutput) result(exactlyOnce bool) (dups int64, err error) {
 			o.records, missing, dups, o.unknown, o.example)
 	}
 	return dups, nil
-}
-
-// runKafkaRecords is runKafka (kafka.go) with the check of each record
-// passed in: it starts cmd through peakrss and reads topic until it holds
-// want records; then, if signal, stops the program with SIGTERM, and waits
-// for it to exit. The sample's time runs from the start to the last record
-// read; its RSS is the program's.
-func runKafkaRecords(brokers []string, topic string, want int64, env, cmd []string, signal bool, add func(*kgo.Record)) sample {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
-		kgo.ConsumeStartOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
-	must(err)
-	defer cl.Close()
-	var records int64
-	poll := func(d time.Duration) int {
-		ctx, cancel := context.WithTimeout(context.Background(), d)
-		defer cancel()
-		fs := cl.PollFetches(ctx)
-		for _, fe := range fs.Errors() {
-			if ctx.Err() == nil || !errors.Is(fe.Err, context.DeadlineExceeded) {
-				fail("kafkabenthos: read %s partition %d: %v", topic, fe.Partition, fe.Err)
-			}
-		}
-		n := 0
-		fs.EachRecord(func(r *kgo.Record) {
-			add(r)
-			n++
-		})
-		records += int64(n)
-		return n
-	}
-
-	rss, err := os.CreateTemp(rssDir, "rss-")
-	must(err)
-	rss.Close()
-	defer os.Remove(rss.Name())
-	var stderr bytes.Buffer
-	c := exec.Command(rssWrapper, append([]string{rss.Name()}, cmd...)...)
-	c.Env = append(os.Environ(), env...)
-	c.Stdout, c.Stderr = &stderr, &stderr
-	t0 := time.Now()
-	must(c.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- c.Wait() }()
-	var last time.Time
-	deadline := t0.Add(kafkaRunTimeout)
-	for records < want {
-		if time.Now().After(deadline) {
-			killTree(c.Process.Pid)
-			<-exited
-			fail("kafkabenthos: %s: after %v the output holds %d of %d records:\n%s", cmd[0], kafkaRunTimeout, records, want, tail(stderr.String(), 4000))
-		}
-		select {
-		case err := <-exited:
-			if !signal && err == nil {
-				// The loop is done: everything it produced is acknowledged.
-				exited <- err
-				for poll(2*time.Second) > 0 {
-					last = time.Now()
-				}
-				if records < want {
-					fail("kafkabenthos: %s exited with %d of %d records in the output:\n%s", cmd[0], records, want, tail(stderr.String(), 4000))
-				}
-				continue
-			}
-			fail("kafkabenthos: %s exited (%v) with %d of %d records in the output:\n%s", cmd[0], err, records, want, tail(stderr.String(), 4000))
-		default:
-		}
-		if poll(200*time.Millisecond) > 0 {
-			last = time.Now()
-		}
-	}
-	secs := last.Sub(t0).Seconds()
-	if signal {
-		child := childOf(c.Process.Pid)
-		if child == 0 {
-			fail("kafkabenthos: no child process of peakrss (pid %d)", c.Process.Pid)
-		}
-		must(syscall.Kill(child, syscall.SIGTERM))
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			fail("kafkabenthos: %s: %v\n%s", cmd[0], err, tail(stderr.String(), 4000))
-		}
-	case <-time.After(time.Minute):
-		killTree(c.Process.Pid)
-		<-exited
-		fail("kafkabenthos: %s did not exit within a minute of SIGTERM:\n%s", cmd[0], tail(stderr.String(), 4000))
-	}
-	// Anything written at shutdown (duplicates, if any).
-	for poll(500*time.Millisecond) > 0 {
-	}
-	data, err := os.ReadFile(rss.Name())
-	must(err)
-	var wall float64
-	var kb int64
-	if _, err := fmt.Sscanf(string(data), "%f %d", &wall, &kb); err != nil {
-		fail("peakrss report %q: %v", data, err)
-	}
-	return sample{secs: secs, rssMB: float64(kb) / 1024}
 }
