@@ -3,6 +3,8 @@ package state
 import (
 	"reflect"
 	"unsafe"
+
+	"github.com/weir-stream/weir/state/memory"
 )
 
 // Size estimates for Stats.TotalBytes of the memory backend: the heap bytes
@@ -36,7 +38,7 @@ func sizerFor[T any]() func(T) int64 {
 	if t.Kind() == reflect.Interface {
 		return func(v T) int64 { return sizeOfAny(any(v)) }
 	}
-	if !hasPointers(t) {
+	if !memory.HasPointers(t) {
 		return nil
 	}
 	switch t.Kind() {
@@ -69,7 +71,7 @@ type fieldPlan struct {
 // planFor returns the plan of t, or nil if t holds no pointers. Types
 // nested deeper than heapSize looks are not followed.
 func planFor(t reflect.Type, depth int) *sizePlan {
-	if depth > 8 || !hasPointers(t) {
+	if depth > 8 || !memory.HasPointers(t) {
 		return nil
 	}
 	p := &sizePlan{kind: t.Kind(), typ: t}
@@ -169,25 +171,6 @@ type sliceHeader struct {
 	len, cap int
 }
 
-func hasPointers(t reflect.Type) bool {
-	switch t.Kind() {
-	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
-		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
-		return false
-	case reflect.Array:
-		return t.Len() > 0 && hasPointers(t.Elem())
-	case reflect.Struct:
-		for i := range t.NumField() {
-			if hasPointers(t.Field(i).Type) {
-				return true
-			}
-		}
-		return false
-	}
-	return true
-}
-
 // heapSize estimates the heap bytes reachable from v, not counting v's
 // inline size.
 func heapSize(v reflect.Value, depth int) int64 {
@@ -203,7 +186,7 @@ func heapSize(v reflect.Value, depth int) int64 {
 		}
 		et := v.Type().Elem()
 		n := int64(v.Cap()) * int64(et.Size())
-		if hasPointers(et) {
+		if memory.HasPointers(et) {
 			n += sampled(v.Len(), func(i int) int64 { return heapSize(v.Index(i), depth+1) })
 		}
 		return n
@@ -213,7 +196,7 @@ func heapSize(v reflect.Value, depth int) int64 {
 		}
 		kt, et := v.Type().Key(), v.Type().Elem()
 		n := int64(v.Len()) * (int64(kt.Size()+et.Size()) + 8)
-		if hasPointers(kt) || hasPointers(et) {
+		if memory.HasPointers(kt) || memory.HasPointers(et) {
 			var sum int64
 			seen := 0
 			it := v.MapRange()
@@ -244,7 +227,7 @@ func heapSize(v reflect.Value, depth int) int64 {
 		}
 		return n
 	case reflect.Array:
-		if !hasPointers(v.Type().Elem()) {
+		if !memory.HasPointers(v.Type().Elem()) {
 			return 0
 		}
 		return sampled(v.Len(), func(i int) int64 { return heapSize(v.Index(i), depth+1) })

@@ -119,7 +119,7 @@ func newTable[T any](b *Backend, name string, ops Ops[T]) *Table[T] {
 		t.groups[i].owned = b.epoch
 	}
 	vt := reflect.TypeFor[T]()
-	t.fixed = !hasPointers(vt)
+	t.fixed = !HasPointers(vt)
 	t.cellBytes = int64(unsafe.Sizeof(Cell[T]{})) + entryOverhead
 	return t
 }
@@ -129,17 +129,20 @@ func newTable[T any](b *Backend, name string, ops Ops[T]) *Table[T] {
 // with load factor) and allocation rounding.
 const entryOverhead = 56
 
-func hasPointers(t reflect.Type) bool {
+// HasPointers reports whether values of type t hold pointers (strings,
+// slices, maps, ... anywhere inside): without them a value's size is its
+// inline size.
+func HasPointers(t reflect.Type) bool {
 	switch t.Kind() {
 	case reflect.Bool, reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
 		reflect.Float32, reflect.Float64, reflect.Complex64, reflect.Complex128:
 		return false
 	case reflect.Array:
-		return t.Len() > 0 && hasPointers(t.Elem())
+		return t.Len() > 0 && HasPointers(t.Elem())
 	case reflect.Struct:
 		for i := range t.NumField() {
-			if hasPointers(t.Field(i).Type) {
+			if HasPointers(t.Field(i).Type) {
 				return true
 			}
 		}
