@@ -868,17 +868,8 @@ func (p *windowProc) Process(_ context.Context, b *message.Batch) ([]*message.Ba
 		p.wm = wm
 		now = wm
 	}
-	if err := p.closeDue(now); err != nil {
+	if err := p.advance(now); err != nil {
 		return nil, err
-	}
-	if err := p.sweepSlots(); err != nil {
-		return nil, err
-	}
-	if err := p.saveWatermark(); err != nil {
-		return nil, err
-	}
-	if err := p.ctx.Flush(); err != nil {
-		return nil, fmt.Errorf("%s: %w", p.typ, err)
 	}
 	bad, err := p.errorBatch(b)
 	if err != nil {
@@ -1013,17 +1004,8 @@ func (p *windowProc) OnWatermark(_ context.Context, wm int64) ([]*message.Batch,
 		return nil, nil
 	}
 	p.wm = wm
-	if err := p.closeDue(p.wm); err != nil {
+	if err := p.advance(wm); err != nil {
 		return nil, err
-	}
-	if err := p.sweepSlots(); err != nil {
-		return nil, err
-	}
-	if err := p.saveWatermark(); err != nil {
-		return nil, err
-	}
-	if err := p.ctx.Flush(); err != nil {
-		return nil, fmt.Errorf("%s: %w", p.typ, err)
 	}
 	return p.takeOutput(), nil
 }
@@ -1037,16 +1019,28 @@ func (p *windowProc) OnTick(_ context.Context, now time.Time) ([]*message.Batch,
 	if err := p.start(); err != nil {
 		return nil, err
 	}
-	if err := p.closeDue(now.UnixMilli()); err != nil {
+	if err := p.advance(now.UnixMilli()); err != nil {
 		return nil, err
-	}
-	if err := p.sweepSlots(); err != nil {
-		return nil, err
-	}
-	if err := p.ctx.Flush(); err != nil {
-		return nil, fmt.Errorf("%s: %w", p.typ, err)
 	}
 	return p.takeOutput(), nil
+}
+
+// advance closes the windows due at now (event time: the watermark), drops
+// idle key slots, saves the watermark and flushes the state's writes.
+func (p *windowProc) advance(now int64) error {
+	if err := p.closeDue(now); err != nil {
+		return err
+	}
+	if err := p.sweepSlots(); err != nil {
+		return err
+	}
+	if err := p.saveWatermark(); err != nil { // nothing in processing time
+		return err
+	}
+	if err := p.ctx.Flush(); err != nil {
+		return fmt.Errorf("%s: %w", p.typ, err)
+	}
+	return nil
 }
 
 // Flush implements component.Flusher; the engine calls it when the input
