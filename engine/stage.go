@@ -222,30 +222,22 @@ func (s *Stream) exchangeLoop(ctx context.Context, st *stage, in <-chan *unit, w
 				k++
 			}
 		}
-		if k == 0 {
-			if !send(0, &unit{kind: message.KindData, acks: acks, start: u.start, wm: wm, hasWM: advanced}) {
-				return
-			}
-			if advanced {
-				for w := 1; w < n; w++ {
-					if !send(w, &unit{kind: message.KindData, start: u.start, wm: wm, hasWM: true}) {
-						return
-					}
-				}
-			}
-			continue
+		var shared message.AckFunc
+		if k > 0 {
+			shared = countdownAck(acks, k)
 		}
-		shared := countdownAck(acks, k)
 		for w := range parts {
-			if len(parts[w]) == 0 {
-				if advanced && !send(w, &unit{kind: message.KindData, start: u.start, wm: wm, hasWM: true}) {
-					return
+			pu := &unit{kind: message.KindData, start: u.start, wm: wm, hasWM: advanced}
+			switch {
+			case len(parts[w]) > 0:
+				pu.batches = append([]*message.Batch(nil), parts[w]...)
+				if shared != nil {
+					pu.acks = []message.AckFunc{shared}
 				}
+			case k == 0 && w == 0:
+				pu.acks = acks // no rows: the acks still travel in order
+			case !advanced:
 				continue
-			}
-			pu := &unit{kind: message.KindData, batches: append([]*message.Batch(nil), parts[w]...), start: u.start, wm: wm, hasWM: advanced}
-			if shared != nil {
-				pu.acks = []message.AckFunc{shared}
 			}
 			if !send(w, pu) {
 				return
